@@ -1,0 +1,1 @@
+"""Code shared by every stage: object storage and the data contract."""

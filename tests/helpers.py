@@ -1,0 +1,103 @@
+"""Small real data and subprocess helpers shared by the tests."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from common import schema
+from preprocessing import idx, sources
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLED_MNIST = os.path.join(REPO_ROOT, "data", "mnist")
+
+
+def write_idx_dir(
+    directory: str, pixels: dict[str, np.ndarray], labels: dict[str, np.ndarray], gz: bool = True
+) -> str:
+    """Write split arrays as the four standard IDX files."""
+    os.makedirs(directory, exist_ok=True)
+    for split, (images_name, labels_name) in sources.STANDARD_FILES.items():
+        for name, array in ((images_name, pixels[split]), (labels_name, labels[split])):
+            data = idx.encode(array)
+            path = os.path.join(directory, name + (".gz" if gz else ""))
+            with open(path, "wb") as f:
+                f.write(gzip.compress(data) if gz else data)
+    return directory
+
+
+def tiny_mnist(directory: str, n_train: int = 300, n_test: int = 100, gz: bool = True) -> str:
+    """The first images of the real bundled MNIST, as a small IDX directory."""
+    pixels, labels = {}, {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images_name, labels_name = sources.STANDARD_FILES[split]
+        all_pixels, all_labels, _ = sources.load_split(
+            os.path.join(BUNDLED_MNIST, images_name + ".gz"),
+            os.path.join(BUNDLED_MNIST, labels_name + ".gz"),
+        )
+        pixels[split] = all_pixels[:n].reshape(n, 28, 28)
+        labels[split] = all_labels[:n]
+    return write_idx_dir(directory, pixels, labels, gz=gz)
+
+
+def run_module(module: str, *args: str, env: dict | None = None, timeout: int = 600):
+    """Run ``python -m module args`` from the repo root; return the CompletedProcess."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The last non-empty stderr line, where the CLIs put their one-line error."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def read_manifest(data_dir: str) -> dict:
+    with open(os.path.join(data_dir, schema.MANIFEST_NAME)) as f:
+        return json.load(f)
+
+
+def read_records(data_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """All (image, label) records of a split, via the manifest's file list."""
+    import tensorflow as tf
+
+    manifest = read_manifest(data_dir)
+    files = [os.path.join(data_dir, f) for f in manifest["splits"][split]["files"]]
+    compression = "GZIP" if manifest["compression"] == "gzip" else ""
+    images, labels = [], []
+    for raw in tf.data.TFRecordDataset(files, compression_type=compression):
+        example = tf.io.parse_single_example(raw, schema.feature_spec())
+        images.append(example["image"].numpy())
+        labels.append(int(example["label"]))
+    return np.array(images, np.float32), np.array(labels, np.int64)
+
+
+def sorted_records(images: np.ndarray, labels: np.ndarray) -> list[tuple[int, bytes]]:
+    """Records as an order-free multiset (shards do not keep source order)."""
+    return sorted(
+        (int(lbl), img.astype(np.float32).tobytes())
+        for img, lbl in zip(images, labels, strict=True)
+    )
+
+
+def snapshot(directory: str) -> dict[str, bytes]:
+    """Every file's bytes below ``directory``, keyed by relative path."""
+    result = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                result[os.path.relpath(path, directory)] = f.read()
+    return result

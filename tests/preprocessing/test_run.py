@@ -1,0 +1,288 @@
+"""The Beam preprocessing job, run for real on the DirectRunner over real files."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from common import schema
+from preprocessing import idx, sources
+from tests import helpers
+
+CANONICAL_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+CANONICAL_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def preprocess(source: str, output_dir: str, *extra: str):
+    return helpers.run_module(
+        "preprocessing.run", f"--source={source}", f"--output_dir={output_dir}", *extra
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tmp_path_factory) -> str:
+    return helpers.tiny_mnist(str(tmp_path_factory.mktemp("idx")))
+
+
+@pytest.fixture(scope="module")
+def tiny_output(tiny_source, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("data"))
+    proc = preprocess(tiny_source, out, "--num_shards=2")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_records_hold_normalized_pixels_and_labels(tiny_source, tiny_output):
+    pixels, labels, _ = sources.load_split(
+        os.path.join(tiny_source, "train-images-idx3-ubyte.gz"),
+        os.path.join(tiny_source, "train-labels-idx1-ubyte.gz"),
+    )
+    images, got_labels = helpers.read_records(tiny_output, "train")
+    expected = pixels.astype(np.float32) / 127.5 - 1.0
+    assert images.shape == (300, 784)
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    assert helpers.sorted_records(images, got_labels) == helpers.sorted_records(expected, labels)
+
+
+def test_manifest_describes_the_output(tiny_source, tiny_output):
+    manifest = helpers.read_manifest(tiny_output)
+    schema.validate_manifest(manifest, "test")
+    assert manifest["schema_version"] == schema.SCHEMA_VERSION
+    assert manifest["image_shape"] == [28, 28, 1]
+    assert manifest["value_range"] == [-1.0, 1.0]
+    train = manifest["splits"]["train"]
+    _, labels, checksums = sources.load_split(
+        os.path.join(tiny_source, "train-images-idx3-ubyte.gz"),
+        os.path.join(tiny_source, "train-labels-idx1-ubyte.gz"),
+    )
+    assert train["num_examples"] == 300
+    assert train["class_counts"] == np.bincount(labels, minlength=10).tolist()
+    assert train["files"] == [
+        "train-00000-of-00002.tfrecord.gz",
+        "train-00001-of-00002.tfrecord.gz",
+    ]
+    for name in train["files"] + manifest["splits"]["test"]["files"]:
+        assert os.path.exists(os.path.join(tiny_output, name))
+    images, _ = helpers.read_records(tiny_output, "train")
+    assert train["pixel_mean"] == pytest.approx(float(images.mean(dtype=np.float64)), abs=1e-6)
+    assert train["pixel_std"] == pytest.approx(float(images.std(dtype=np.float64)), abs=1e-6)
+    for name, digest in checksums.items():
+        assert manifest["source_sha256"][name] == digest
+    assert sorted(os.listdir(tiny_output)) == sorted(
+        train["files"] + manifest["splits"]["test"]["files"] + ["manifest.json"]
+    )
+
+
+def test_rerun_over_complete_output_is_idempotent(tiny_source, tiny_output):
+    before = {n: os.stat(os.path.join(tiny_output, n)).st_mtime_ns for n in os.listdir(tiny_output)}
+    proc = preprocess(tiny_source, tiny_output, "--num_shards=2")
+    assert proc.returncode == 0, proc.stderr
+    after = {n: os.stat(os.path.join(tiny_output, n)).st_mtime_ns for n in os.listdir(tiny_output)}
+    assert after == before
+
+
+def test_output_dir_holding_another_data_set_is_refused(tiny_source, tiny_output):
+    manifest_before = helpers.read_manifest(tiny_output)
+    proc = preprocess(tiny_source, tiny_output, "--num_shards=2", "--digits=0")
+    assert proc.returncode != 0
+    assert "holds a different data set" in helpers.error_line(proc)
+    assert tiny_output in helpers.error_line(proc)
+    assert helpers.read_manifest(tiny_output) == manifest_before
+
+
+def test_digits_keeps_only_those_classes(tiny_source, tmp_path):
+    out = str(tmp_path / "zeros-threes")
+    proc = preprocess(tiny_source, out, "--digits=0,3", "--num_shards=1", "--compression=none")
+    assert proc.returncode == 0, proc.stderr
+    _, labels = helpers.read_records(out, "train")
+    assert set(labels.tolist()) == {0, 3}
+    manifest = helpers.read_manifest(out)
+    assert manifest["digits"] == [0, 3]
+    counts = manifest["splits"]["train"]["class_counts"]
+    assert counts[0] == (labels == 0).sum() and counts[3] == (labels == 3).sum()
+    assert sum(counts) == len(labels)
+    assert manifest["splits"]["train"]["files"] == ["train-00000-of-00001.tfrecord"]
+
+
+def test_raw_idx_files_match_tfds_parsing_of_the_same_files(tmp_path):
+    """Records from our IDX reader equal those built from tfds's own MNIST example generator."""
+    import tensorflow_datasets as tfds
+
+    source = helpers.tiny_mnist(str(tmp_path / "raw"), n_train=400, n_test=50, gz=False)
+    out = str(tmp_path / "data")
+    proc = preprocess(source, out, "--num_shards=1")
+    assert proc.returncode == 0, proc.stderr
+    builder = tfds.image_classification.MNIST(data_dir=str(tmp_path / "tfds"))
+    for split, n in (("train", 400), ("test", 50)):
+        images_name, labels_name = sources.STANDARD_FILES[split]
+        tfds_examples = list(
+            builder._generate_examples(
+                n, os.path.join(source, images_name), os.path.join(source, labels_name)
+            )
+        )
+        expected_images = np.stack([ex["image"].reshape(784) for _, ex in tfds_examples])
+        expected_labels = np.array([ex["label"] for _, ex in tfds_examples])
+        images, labels = helpers.read_records(out, split)
+        assert helpers.sorted_records(images, labels) == helpers.sorted_records(
+            schema.normalize(expected_images), expected_labels
+        )
+
+
+def test_full_bundled_mnist_has_canonical_counts(tmp_path):
+    out = str(tmp_path / "mnist")
+    proc = preprocess(helpers.BUNDLED_MNIST, out)
+    assert proc.returncode == 0, proc.stderr
+    manifest = helpers.read_manifest(out)
+    assert manifest["splits"]["train"]["num_examples"] == 60000
+    assert manifest["splits"]["test"]["num_examples"] == 10000
+    assert manifest["splits"]["train"]["class_counts"] == CANONICAL_TRAIN_COUNTS
+    assert manifest["splits"]["test"]["class_counts"] == CANONICAL_TEST_COUNTS
+    # The data set README's checks, of 255: mean 0.13066, std 0.30811.
+    assert (manifest["splits"]["train"]["pixel_mean"] + 1) / 2 == pytest.approx(0.13066, abs=1e-5)
+    assert manifest["splits"]["train"]["pixel_std"] / 2 == pytest.approx(0.30811, abs=1e-5)
+    assert len(manifest["splits"]["train"]["files"]) == 4
+
+
+# --- bad input: one line naming the file and the problem, nothing written ---------------------
+
+
+def _corrupt(source: str, name: str, mutate) -> str:
+    path = os.path.join(source, name)
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(mutate(data))
+    return path
+
+
+def _regzip(transform):
+    return lambda data: gzip.compress(transform(gzip.decompress(data)))
+
+
+BAD_INPUTS = {
+    "missing file": (
+        lambda src: (
+            os.remove(os.path.join(src, "t10k-labels-idx1-ubyte.gz"))
+            or os.path.join(src, "t10k-labels-idx1-ubyte")
+        ),
+        "file not found",
+    ),
+    "truncated gzip": (
+        lambda src: _corrupt(src, "train-images-idx3-ubyte.gz", lambda d: d[: len(d) // 2]),
+        "corrupt or truncated gzip",
+    ),
+    "corrupt gzip": (
+        lambda src: _corrupt(
+            src, "train-images-idx3-ubyte.gz", lambda d: d[:40] + bytes(64) + d[104:]
+        ),
+        "corrupt or truncated gzip",
+    ),
+    "wrong magic": (
+        lambda src: _corrupt(
+            src, "train-labels-idx1-ubyte.gz", _regzip(lambda d: b"\x00\x00\x08\x03" + d[4:])
+        ),
+        "IDX magic",
+    ),
+    "truncated idx data": (
+        lambda src: _corrupt(src, "t10k-images-idx3-ubyte.gz", _regzip(lambda d: d[:-100])),
+        "truncated or corrupt",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_fails_with_one_line_and_writes_nothing(case, tiny_source, tmp_path):
+    source = str(tmp_path / "src")
+    shutil.copytree(tiny_source, source)
+    make_bad, message = BAD_INPUTS[case]
+    bad_path = make_bad(source)
+    out = str(tmp_path / "out")
+    proc = preprocess(source, out)
+    assert proc.returncode != 0
+    line = helpers.error_line(proc)
+    assert line.startswith("preprocessing: error: ")
+    assert message in line and os.path.basename(bad_path) in line
+    assert not os.path.exists(os.path.join(out, schema.MANIFEST_NAME))
+
+
+def _write_split(source: str, split: str, pixels: np.ndarray, labels: np.ndarray) -> None:
+    images_name, labels_name = sources.STANDARD_FILES[split]
+    for name, array in ((images_name, pixels), (labels_name, labels)):
+        with open(os.path.join(source, name + ".gz"), "wb") as f:
+            f.write(gzip.compress(idx.encode(array)))
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("count mismatch", "100 images but"),
+        ("not 28x28", "images are 32x32, expected 28x28"),
+        ("label out of range", "label 12 at index 7 is outside 0-9"),
+    ],
+)
+def test_inconsistent_idx_contents_fail_with_one_line(case, message, tiny_source, tmp_path):
+    source = str(tmp_path / "src")
+    shutil.copytree(tiny_source, source)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (100, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 100, dtype=np.uint8)
+    if case == "count mismatch":
+        labels = labels[:90]
+    elif case == "not 28x28":
+        pixels = rng.integers(0, 256, (100, 32, 32), dtype=np.uint8)
+    else:
+        labels[7] = 12
+    _write_split(source, "test", pixels, labels)
+    out = str(tmp_path / "out")
+    proc = preprocess(source, out)
+    assert proc.returncode != 0
+    assert message in helpers.error_line(proc)
+    assert not os.path.exists(os.path.join(out, schema.MANIFEST_NAME))
+
+
+def test_checksum_mismatch_against_shipped_sums_is_reported(tiny_source, tmp_path):
+    source = str(tmp_path / "src")
+    shutil.copytree(tiny_source, source)
+    with open(os.path.join(source, sources.CHECKSUMS_NAME), "w") as f:
+        f.write("0" * 64 + "  train-labels-idx1-ubyte\n")
+    proc = preprocess(source, str(tmp_path / "out"))
+    assert proc.returncode != 0
+    assert "train-labels-idx1-ubyte: sha256" in helpers.error_line(proc)
+
+
+def test_bad_input_leaves_an_earlier_complete_output_intact(tiny_source, tiny_output, tmp_path):
+    source = str(tmp_path / "src")
+    shutil.copytree(tiny_source, source)
+    _corrupt(source, "train-images-idx3-ubyte.gz", lambda d: d[:100])
+    before = helpers.snapshot(tiny_output)
+    proc = preprocess(source, tiny_output, "--num_shards=2")
+    assert proc.returncode != 0
+    assert helpers.snapshot(tiny_output) == before
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--digits=0,11", "--digits=0,11: digits must be in 0-9"),
+        ("--no_such_flag=3", "unknown flag(s): --no_such_flag"),
+        ("--num_shards=0", "num_shards"),
+    ],
+)
+def test_bad_flags_fail_with_one_line(flag, message, tiny_source, tmp_path):
+    proc = preprocess(tiny_source, str(tmp_path / "out"), flag)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert not os.path.exists(tmp_path / "out" / schema.MANIFEST_NAME)
+
+
+def test_tfds_source_fails_fast_offline(tmp_path):
+    """Online this downloads MNIST through tfds; here the network is closed: a clear error."""
+    proc = preprocess("tfds", str(tmp_path / "out"), f"--tfds_data_dir={tmp_path / 'tfds'}")
+    assert proc.returncode != 0
+    line = helpers.error_line(proc)
+    assert line.startswith("preprocessing: error: tfds:"), proc.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "out" / schema.MANIFEST_NAME)
