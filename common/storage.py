@@ -152,6 +152,26 @@ def makedirs(path: str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
+def put_file(local_path: str, dst: str) -> None:
+    """Publish a finished local file at ``dst`` atomically, consuming ``local_path``."""
+    if is_gcs(dst):
+        _gcs_call(dst, "upload", _blob(dst).upload_from_filename, local_path)
+        os.unlink(local_path)
+        return
+    directory = os.path.dirname(os.path.abspath(dst))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(dst))
+    os.close(fd)
+    try:
+        shutil.move(local_path, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def copy_file(src: str, dst: str) -> None:
     if not is_gcs(src) and not is_gcs(dst):
         os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)

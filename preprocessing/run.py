@@ -39,7 +39,6 @@ flags.DEFINE_string(
 flags.DEFINE_list("digits", [], "Keep only these classes, e.g. '0' or '0,3'. Empty keeps all ten.")
 flags.DEFINE_integer("num_shards", 4, "TFRecord files per split.", lower_bound=1)
 flags.DEFINE_enum("compression", "gzip", ["gzip", "none"], "TFRecord compression.")
-flags.DEFINE_integer("chunk_size", 2500, "Images per Beam element.", lower_bound=1)
 flags.DEFINE_string(
     "tfds_data_dir",
     None,
@@ -146,7 +145,6 @@ def run(argv: Sequence[str]) -> str:
             digits,
             FLAGS.num_shards,
             FLAGS.compression,
-            FLAGS.chunk_size,
         )
     return manifest_path
 

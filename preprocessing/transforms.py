@@ -1,13 +1,17 @@
-"""The Beam transforms: IDX chunks → normalized tf.Examples in sharded TFRecords + manifest.
+"""The Beam transforms: IDX shards → normalized tf.Examples in TFRecord files + manifest.
 
-Elements are chunks of thousands of images (numpy arrays), never single rows, so per-element
-overhead is paid per chunk. Workers read the IDX files themselves (chunk specs are tiny), so the
-pipeline graph carries no data and runs the same on Dataflow as on the DirectRunner.
+One element is one output shard (thousands of images), never a single row, so per-element
+overhead is paid per shard and the heavy work (normalize, serialize, compress) runs in parallel
+across workers. Workers read the IDX files themselves (shard specs are tiny), so the pipeline
+graph carries no data and runs the same on Dataflow as on the DirectRunner. A shard's content is
+a fixed, ordered slice of the source: re-running or retrying a bundle rewrites identical bytes.
 """
 
 import dataclasses
 import datetime
 import json
+import os
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
@@ -18,105 +22,127 @@ from preprocessing import sources
 
 
 @dataclasses.dataclass(frozen=True)
-class ChunkSpec:
-    """Images ``[start, stop)`` of one split's IDX files."""
+class ShardSpec:
+    """Source examples ``[start, stop)`` of one split, written as shard ``index`` of ``count``."""
 
     files: sources.SplitFiles
+    index: int
+    count: int
     start: int
     stop: int
 
-
-@dataclasses.dataclass
-class Batch:
-    """A chunk of one split after filtering: uint8 pixels [n, 784] and int64 labels [n]."""
-
-    pixels: np.ndarray
-    labels: np.ndarray
+    def file_name(self, compression: str) -> str:
+        suffix = schema.COMPRESSION_SUFFIX[compression]
+        return f"{self.files.split}-{self.index:05d}-of-{self.count:05d}{suffix}"
 
 
-def chunk_specs(files: sources.SplitFiles, num_examples: int, chunk_size: int) -> list[ChunkSpec]:
+@dataclasses.dataclass(frozen=True)
+class ShardStats:
+    """What one written shard contributes to its split's manifest entry."""
+
+    file_name: str
+    class_counts: np.ndarray
+    pixel_count: int
+    pixel_sum: int
+    pixel_sq_sum: int
+
+
+def shard_specs(files: sources.SplitFiles, num_examples: int, num_shards: int) -> list[ShardSpec]:
+    bounds = np.linspace(0, num_examples, num_shards + 1).astype(int)
     return [
-        ChunkSpec(files, start, min(start + chunk_size, num_examples))
-        for start in range(0, num_examples, chunk_size)
+        ShardSpec(files, i, num_shards, int(bounds[i]), int(bounds[i + 1]))
+        for i in range(num_shards)
     ]
 
 
-def read_chunk(spec: ChunkSpec, digits: Sequence[int]) -> Iterator[Batch]:
+def write_shard(
+    spec: ShardSpec, output_dir: str, digits: Sequence[int], compression: str
+) -> Iterator[tuple[str, ShardStats]]:
+    """Read, filter, normalize and serialize one shard; publish the file atomically."""
+    import tensorflow as tf
+
     pixels, labels, _ = sources.load_split(spec.files.images_path, spec.files.labels_path)
     pixels, labels = pixels[spec.start : spec.stop], labels[spec.start : spec.stop]
     keep = np.isin(labels, digits)
-    if keep.any():
-        yield Batch(pixels[keep], labels[keep].astype(np.int64))
-
-
-def encode_batch(batch: Batch) -> Iterator[bytes]:
-    images = schema.normalize(batch.pixels)
-    for image, label in zip(images, batch.labels, strict=True):
-        yield schema.encode_example(image, label)
+    pixels, labels = pixels[keep], labels[keep].astype(np.int64)
+    name = spec.file_name(compression)
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
+    fd, local = tempfile.mkstemp(prefix=f"{name}.")
+    os.close(fd)
+    with tf.io.TFRecordWriter(local, options) as writer:
+        for image, label in zip(schema.normalize(pixels), labels, strict=True):
+            writer.write(schema.encode_example(image, label))
+    storage.put_file(local, storage.join(output_dir, name))
+    wide = pixels.astype(np.int64)
+    yield (
+        spec.files.split,
+        ShardStats(
+            name,
+            np.bincount(labels, minlength=schema.NUM_CLASSES),
+            wide.size,
+            int(wide.sum()),
+            int((wide * wide).sum()),
+        ),
+    )
 
 
 class SplitStatsFn(beam.CombineFn):
-    """Exact per-split statistics: example count, class counts, pixel sum and sum of squares.
+    """Exact per-split statistics: files, class counts, pixel sum and sum of squares.
 
     Sums run over the integer pixels, so merging in any order gives the same bits.
     """
 
-    def create_accumulator(self) -> tuple[np.ndarray, int, int, int]:
-        return np.zeros(schema.NUM_CLASSES, np.int64), 0, 0, 0
+    def create_accumulator(self) -> tuple[list[str], np.ndarray, int, int, int]:
+        return [], np.zeros(schema.NUM_CLASSES, np.int64), 0, 0, 0
 
-    def add_input(self, acc, batch: Batch):
-        class_counts, pixel_count, pixel_sum, pixel_sq_sum = acc
-        pixels = batch.pixels.astype(np.int64)
+    def add_input(self, acc, shard: ShardStats):
+        files, counts, n, s, sq = acc
         return (
-            class_counts + np.bincount(batch.labels, minlength=schema.NUM_CLASSES),
-            pixel_count + pixels.size,
-            pixel_sum + int(pixels.sum()),
-            pixel_sq_sum + int((pixels * pixels).sum()),
+            [*files, shard.file_name],
+            counts + shard.class_counts,
+            n + shard.pixel_count,
+            s + shard.pixel_sum,
+            sq + shard.pixel_sq_sum,
         )
 
     def merge_accumulators(self, accumulators: Iterable):
-        class_counts, pixel_count, pixel_sum, pixel_sq_sum = self.create_accumulator()
-        for counts, n, s, sq in accumulators:
-            class_counts = class_counts + counts
-            pixel_count, pixel_sum, pixel_sq_sum = pixel_count + n, pixel_sum + s, pixel_sq_sum + sq
-        return class_counts, pixel_count, pixel_sum, pixel_sq_sum
+        files, counts, n, s, sq = self.create_accumulator()
+        for f, c, n2, s2, sq2 in accumulators:
+            files, counts, n, s, sq = files + f, counts + c, n + n2, s + s2, sq + sq2
+        return files, counts, n, s, sq
 
     def extract_output(self, acc) -> dict:
-        class_counts, pixel_count, pixel_sum, pixel_sq_sum = acc
-        mean = pixel_sum / max(pixel_count, 1)
-        var = max(pixel_sq_sum / max(pixel_count, 1) - mean * mean, 0.0)
+        files, counts, n, s, sq = acc
+        mean = s / max(n, 1)
+        var = max(sq / max(n, 1) - mean * mean, 0.0)
         # Reported in the stored value space: x / 127.5 - 1.
         return {
-            "num_examples": int(class_counts.sum()),
-            "class_counts": [int(c) for c in class_counts],
+            "files": sorted(files),
+            "num_examples": int(counts.sum()),
+            "class_counts": [int(c) for c in counts],
             "pixel_mean": mean / 127.5 - 1.0,
             "pixel_std": var**0.5 / 127.5,
         }
 
 
-def write_manifest(
-    _: None, output_dir: str, header: dict, split_names: Sequence[str], **side: object
-) -> str:
-    """Write ``manifest.json`` last, once every shard of every split is final.
+def write_manifest(_: None, output_dir: str, header: dict, splits: dict) -> str:
+    """Write ``manifest.json`` last, once every shard of every split is published.
 
     Stale shards of an earlier, never-committed run with another shard count are removed first,
     so the directory holds exactly what the manifest lists.
     """
-    splits = {}
-    for split in split_names:
-        files = sorted(str(f).rsplit("/", 1)[-1] for f in side[f"{split}_files"])
-        for stale in storage.list_files(output_dir):
-            name = stale.rsplit("/", 1)[-1]
-            if name.startswith(f"{split}-") and name not in files:
-                storage.delete(stale)
-        splits[split] = {**side[f"{split}_stats"], "files": files}
+    listed = {name for split in splits.values() for name in split["files"]}
+    for path in storage.list_files(output_dir):
+        name = path.rsplit("/", 1)[-1]
+        if name.split("-", 1)[0] in splits and name not in listed:
+            storage.delete(path)
     manifest = {
         **header,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "splits": splits,
+        "splits": dict(sorted(splits.items())),
     }
-    schema.validate_manifest(manifest, storage.join(output_dir, schema.MANIFEST_NAME))
     path = storage.join(output_dir, schema.MANIFEST_NAME)
+    schema.validate_manifest(manifest, path)
     storage.write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -130,38 +156,24 @@ def build(
     digits: Sequence[int],
     num_shards: int,
     compression: str,
-    chunk_size: int,
 ) -> None:
-    """Add the whole job to ``pipeline``: per split read → encode → write, stats, then manifest."""
-    from apache_beam.io.filesystem import CompressionTypes
-
-    compression_type = (
-        CompressionTypes.GZIP if compression == "gzip" else CompressionTypes.UNCOMPRESSED
+    """Add the whole job to ``pipeline``: write every shard, combine stats, then the manifest."""
+    specs = [
+        spec
+        for split, split_files in files.items()
+        for spec in shard_specs(split_files, counts[split], num_shards)
+    ]
+    split_stats = (
+        pipeline
+        | "ShardSpecs" >> beam.Create(specs)
+        | "Spread" >> beam.Reshuffle()
+        | "WriteShards"
+        >> beam.FlatMap(write_shard, output_dir, digits=list(digits), compression=compression)
+        | "SplitStats" >> beam.CombinePerKey(SplitStatsFn())
     )
-    side = {}
-    for split, split_files in files.items():
-        batches = (
-            pipeline
-            | f"{split}/Chunks" >> beam.Create(chunk_specs(split_files, counts[split], chunk_size))
-            | f"{split}/Spread" >> beam.Reshuffle()
-            | f"{split}/Read" >> beam.FlatMap(read_chunk, digits=list(digits))
-        )
-        written = (
-            batches
-            | f"{split}/Encode" >> beam.FlatMap(encode_batch)
-            | f"{split}/Write"
-            >> beam.io.WriteToTFRecord(
-                storage.join(output_dir, split),
-                file_name_suffix=schema.COMPRESSION_SUFFIX[compression],
-                num_shards=num_shards,
-                compression_type=compression_type,
-            )
-        )
-        stats = batches | f"{split}/Stats" >> beam.CombineGlobally(SplitStatsFn())
-        side[f"{split}_files"] = beam.pvalue.AsList(written)
-        side[f"{split}_stats"] = beam.pvalue.AsSingleton(stats)
     _ = (
         pipeline
-        | "Manifest/Start" >> beam.Create([None])
-        | "Manifest/Write" >> beam.Map(write_manifest, output_dir, header, list(files), **side)
+        | "ManifestStart" >> beam.Create([None])
+        | "WriteManifest"
+        >> beam.Map(write_manifest, output_dir, header, beam.pvalue.AsDict(split_stats))
     )
