@@ -56,7 +56,8 @@ def beam_job(source_dir: str, output_dir: str, mode: str) -> None:
 
 def plain_loop_process(source_dir: str, output_dir: str) -> None:
     """The loop in a fresh process too, so both sides pay the same interpreter and import costs."""
-    code = f"from benchmarks.preprocess import plain_loop\nplain_loop({source_dir!r}, {output_dir!r})"
+    code = "from benchmarks.preprocess import plain_loop\n"
+    code += f"plain_loop({source_dir!r}, {output_dir!r})"
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
