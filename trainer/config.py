@@ -1,0 +1,124 @@
+"""The trainer's configuration: one frozen dataclass, validated once, used everywhere.
+
+``task.py`` turns absl flags into a ``TrainConfig``; nothing below it reads flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from trainer import losses, models
+
+
+class ConfigError(ValueError):
+    """A bad flag value or combination; the message is the one line the user sees."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    data_dir: str
+    job_dir: str
+    architecture: str = "dcgan"
+    loss: str = "non_saturating"
+    label_smoothing: float = 0.0
+    training_ratio: int = 1
+    g_learning_rate: float = 2e-4
+    d_learning_rate: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    spectral_norm: bool = False
+    conditional: bool = False
+    latent_dim: int = 100
+    model_width: int = 64
+    d_dropout: float | None = None
+    batch_size: int = 128
+    train_steps: int = 5000
+    max_minutes: float = 0.0
+    seed: int = 0
+    ema_decay: float = 0.999
+    mixed_precision: str = "none"
+    strategy: str = "auto"
+    tpu: str = ""
+    cpu_replicas: int = 0
+    deterministic: bool = False
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 100
+    sample_every: int = 500
+    steps_per_call: int = 10
+
+    @property
+    def gan_loss(self) -> losses.GanLoss:
+        return losses.LOSSES[self.loss]
+
+    def model_spec(self, num_classes: int) -> models.ModelSpec:
+        return models.ModelSpec(
+            latent_dim=self.latent_dim,
+            num_classes=num_classes if self.conditional else 0,
+            spectral_norm=self.spectral_norm,
+            width=self.model_width,
+            dropout=self.d_dropout,
+        )
+
+
+MIXED_PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Reject values and combinations that cannot train; return the config unchanged."""
+    _check(bool(config.data_dir), "--data_dir is required")
+    _check(bool(config.job_dir), "--job_dir is required")
+    _check(
+        config.architecture in models.ARCHITECTURES,
+        f"--architecture={config.architecture}: choose one of {sorted(models.ARCHITECTURES)}",
+    )
+    _check(
+        config.loss in losses.LOSSES, f"--loss={config.loss}: choose one of {sorted(losses.LOSSES)}"
+    )
+    _check(
+        0.0 <= config.label_smoothing < 0.5,
+        f"--label_smoothing={config.label_smoothing}: must be in [0, 0.5)",
+    )
+    _check(
+        config.label_smoothing == 0.0 or config.gan_loss.supports_label_smoothing,
+        f"--label_smoothing applies to cross-entropy losses, not --loss={config.loss}",
+    )
+    _check(config.training_ratio >= 1, "--training_ratio must be >= 1")
+    for name in ("g_learning_rate", "d_learning_rate"):
+        _check(getattr(config, name) > 0, f"--{name} must be > 0")
+    for name in ("beta1", "beta2"):
+        _check(0.0 <= getattr(config, name) < 1.0, f"--{name} must be in [0, 1)")
+    _check(config.latent_dim >= 2, "--latent_dim must be >= 2")
+    _check(config.model_width >= 1, "--model_width must be >= 1")
+    _check(
+        config.d_dropout is None or 0.0 <= config.d_dropout < 1.0, "--d_dropout must be in [0, 1)"
+    )
+    _check(config.batch_size >= 1, "--batch_size must be >= 1")
+    _check(config.train_steps >= 1, "--train_steps must be >= 1")
+    _check(config.max_minutes >= 0, "--max_minutes must be >= 0 (0: no limit)")
+    _check(0.0 <= config.ema_decay < 1.0, "--ema_decay must be in [0, 1) (0: no EMA)")
+    _check(
+        config.mixed_precision in MIXED_PRECISION_POLICIES,
+        f"--mixed_precision={config.mixed_precision}: choose one of "
+        f"{sorted(MIXED_PRECISION_POLICIES)}",
+    )
+    _check(
+        config.strategy in STRATEGIES,
+        f"--strategy={config.strategy}: choose one of {list(STRATEGIES)}",
+    )
+    _check(not config.tpu or config.strategy in ("tpu", "auto"), "--tpu needs --strategy=tpu")
+    _check(config.cpu_replicas >= 0, "--cpu_replicas must be >= 0")
+    _check(
+        config.cpu_replicas == 0 or config.strategy == "mirrored",
+        "--cpu_replicas needs --strategy=mirrored",
+    )
+    for name in ("checkpoint_every", "log_every", "sample_every", "steps_per_call"):
+        _check(getattr(config, name) >= 1, f"--{name} must be >= 1")
+    _check(config.keep_checkpoints >= 1, "--keep_checkpoints must be >= 1")
+    return config

@@ -1,0 +1,227 @@
+"""The GAN and its train step: networks, optimizers, EMA generator, and the adversarial update.
+
+One train step = ``training_ratio`` discriminator updates, the last of which shares its single
+generator forward pass with the generator update (the TensorFlow DCGAN tutorial's step, when
+``training_ratio`` is 1). Per-example losses are averaged over the *global* batch and gradients
+summed over replicas, so N replicas apply the update one device would.
+
+All randomness is stateless and indexed by ``(seed, step)`` (noise, gradient-penalty mixing) or
+checkpointed (dropout seed state), so a resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer import losses, models
+from trainer.config import TrainConfig
+
+METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_penalty")
+NOISE_STREAM, ALPHA_STREAM = 0x6E6F697365, 0x616C706861  # distinct stateless RNG streams
+
+
+def _adam(config: TrainConfig, learning_rate: float) -> keras.optimizers.Optimizer:
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=config.beta1, beta_2=config.beta2)
+    if config.mixed_precision == "fp16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+class Gan:
+    """Networks, optimizers and the distributed train step. Build it inside ``strategy.scope()``."""
+
+    def __init__(self, config: TrainConfig, num_classes: int, strategy: tf.distribute.Strategy):
+        self.config = config
+        self.strategy = strategy
+        self.loss: losses.GanLoss = config.gan_loss
+        spec = config.model_spec(num_classes)
+        self.spec = spec
+        self.generator = models.build_generator(config.architecture, spec)
+        self.discriminator = models.build_discriminator(config.architecture, spec)
+        self.ema_generator = (
+            models.build_generator(config.architecture, spec) if config.ema_decay > 0 else None
+        )
+        if self.ema_generator is not None:
+            for ema, weight in zip(self.ema_generator.weights, self.generator.weights, strict=True):
+                ema.assign(weight)
+        self.g_optimizer = _adam(config, config.g_learning_rate)
+        self.d_optimizer = _adam(config, config.d_learning_rate)
+        # Built now, so a checkpoint restores into existing slots rather than deferred ones.
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.global_batch = config.batch_size
+        self.per_replica_batch = config.batch_size // strategy.num_replicas_in_sync
+
+    # --- what a checkpoint holds ----------------------------------------------------------------
+
+    def dropout_rng_state(self) -> list[tf.Variable]:
+        """Keras dropout seed states: model variables that tf.train.Checkpoint does not track."""
+        return [
+            v
+            for model in (self.generator, self.discriminator)
+            for v in model.variables
+            if "seed_generator" in v.path
+        ]
+
+    def checkpoint_objects(self) -> dict:
+        objects = {
+            "generator": self.generator,
+            "discriminator": self.discriminator,
+            "g_optimizer": self.g_optimizer,
+            "d_optimizer": self.d_optimizer,
+            "step": self.step,
+            "dropout_rng": self.dropout_rng_state(),
+        }
+        if self.ema_generator is not None:
+            objects["ema_generator"] = self.ema_generator
+        return objects
+
+    @property
+    def sampler(self) -> keras.Model:
+        """The generator used for samples and export: the EMA copy when there is one."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+    # --- randomness ------------------------------------------------------------------------------
+
+    def _stateless(
+        self, stream: int, step: tf.Tensor, substep: int, shape_tail: tuple
+    ) -> tf.Tensor:
+        """This replica's slice of a global-batch random tensor for (step, substep)."""
+        context = tf.distribute.get_replica_context()
+        counter = step * (self.config.training_ratio + 1) + substep
+        seed = tf.stack([tf.constant(self.config.seed * 1_000_003 + stream, tf.int64), counter])
+        if stream == NOISE_STREAM:
+            full = tf.random.stateless_normal((self.global_batch, *shape_tail), seed=seed)
+        else:
+            full = tf.random.stateless_uniform((self.global_batch, *shape_tail), seed=seed)
+        start = tf.cast(context.replica_id_in_sync_group, tf.int32) * self.per_replica_batch
+        return full[start : start + self.per_replica_batch]
+
+    # --- the per-replica step --------------------------------------------------------------------
+
+    def _inputs(self, tensors: tf.Tensor, labels: tf.Tensor) -> list:
+        return [tensors, labels] if self.spec.conditional else [tensors]
+
+    def _discriminator_loss(self, real, fake, labels, step, substep) -> tuple[tf.Tensor, dict]:
+        real_logits = self.discriminator(self._inputs(real, labels), training=True)
+        fake_logits = self.discriminator(self._inputs(fake, labels), training=True)
+        per_example = self.loss.discriminator(real_logits, fake_logits, self.config.label_smoothing)
+        penalty = tf.zeros_like(per_example)
+        if self.loss.gradient_penalty:
+            alpha = self._stateless(ALPHA_STREAM, step, substep, (1, 1, 1))
+            penalty = losses.gradient_penalty(
+                lambda x: self.discriminator(self._inputs(x, labels), training=True),
+                real,
+                tf.cast(fake, real.dtype),
+                alpha,
+            )
+            per_example = per_example + self.loss.gradient_penalty * penalty
+        report = tf.sigmoid if self.loss.probabilistic else tf.identity
+        metrics = {
+            "d_loss": per_example,
+            "d_real": report(real_logits),
+            "d_fake": report(fake_logits),
+            "grad_penalty": penalty,
+        }
+        return self._average(per_example), metrics, fake_logits
+
+    def _average(self, per_example: tf.Tensor) -> tf.Tensor:
+        return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
+
+    def _apply(self, optimizer, tape, loss, variables) -> None:
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            loss = optimizer.scale_loss(loss)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+
+    def _discriminator_only_step(self, real, labels, step, substep) -> None:
+        z = self._stateless(NOISE_STREAM, step, substep, (self.spec.latent_dim,))
+        fake = self.generator(self._inputs(z, labels), training=True)
+        with tf.GradientTape() as tape:
+            d_loss, _, _ = self._discriminator_loss(real, fake, labels, step, substep)
+        self._apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
+
+    def _joint_step(self, real, labels, step) -> dict:
+        substep = self.config.training_ratio - 1
+        z = self._stateless(NOISE_STREAM, step, substep, (self.spec.latent_dim,))
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = self.generator(self._inputs(z, labels), training=True)
+            d_loss, metrics, fake_logits = self._discriminator_loss(
+                real, fake, labels, step, substep
+            )
+            g_per_example = self.loss.generator(fake_logits)
+            g_loss = self._average(g_per_example)
+        self._apply(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_variables)
+        self._apply(self.g_optimizer, g_tape, g_loss, self.generator.trainable_variables)
+        metrics["g_loss"] = g_per_example
+        # Per-replica sums scaled by the global batch: a SUM over replicas is the global mean.
+        return {
+            k: tf.reduce_sum(tf.cast(v, tf.float32)) / self.global_batch for k, v in metrics.items()
+        }
+
+    def _replica_step(self, images: tf.Tensor, labels: tf.Tensor, step: tf.Tensor) -> dict:
+        b = self.per_replica_batch
+        for substep in range(self.config.training_ratio - 1):
+            self._discriminator_only_step(
+                images[substep * b : (substep + 1) * b],
+                labels[substep * b : (substep + 1) * b],
+                step,
+                substep,
+            )
+        last = (self.config.training_ratio - 1) * b
+        return self._joint_step(images[last:], labels[last:], step)
+
+    # --- cross-replica ---------------------------------------------------------------------------
+
+    def _update_ema(self) -> None:
+        if self.ema_generator is None:
+            return
+        step = tf.cast(self.step, tf.float32)
+        # Warm-up as tf.train.ExponentialMovingAverage(num_updates): early samples are not stale.
+        decay = tf.minimum(self.config.ema_decay, (1.0 + step) / (10.0 + step))
+        for ema, weight in zip(self.ema_generator.weights, self.generator.weights, strict=True):
+            if weight.trainable:
+                ema.assign(decay * ema + (1.0 - decay) * weight)
+            else:
+                ema.assign(weight)  # batch-norm statistics follow the live generator
+
+    def make_train_function(self):
+        """A tf.function running ``n`` steps from a distributed iterator; returns mean metrics."""
+
+        @tf.function
+        def train_steps(iterator, n: tf.Tensor) -> tuple[dict, tf.Tensor]:
+            totals = tf.zeros([len(METRICS)])
+            finite = tf.constant(True)
+            for _ in tf.range(n):
+                images, labels = next(iterator)
+                per_replica = self.strategy.run(self._replica_step, (images, labels, self.step))
+                metrics = tf.stack(
+                    [
+                        self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None)
+                        for k in METRICS
+                    ]
+                )
+                self._update_ema()
+                self.step.assign_add(1)
+                totals += metrics
+                finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(metrics)))
+            means = totals / tf.cast(n, tf.float32)
+            return {k: means[i] for i, k in enumerate(METRICS)}, finite
+
+        return train_steps
+
+    def fingerprint(self) -> str:
+        """sha256 over every weight of G, D and EMA G: equal on every worker of a sync run."""
+        digest = hashlib.sha256()
+        for model in (self.generator, self.discriminator, self.ema_generator):
+            for weight in model.weights if model is not None else []:
+                digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+        return digest.hexdigest()
+
+    def sample(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        inputs = [z, labels] if self.spec.conditional else [z]
+        return np.asarray(self.sampler(inputs, training=False))

@@ -1,0 +1,158 @@
+"""The training loop: restore, run steps in calls of a few, report, checkpoint, stop cleanly.
+
+Free of flag parsing and signal handling: ``task.py`` passes a config and a ``should_stop``
+callable (set by SIGTERM); storage details live in ``checkpoint.py`` and ``progress.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from common import schema
+from trainer import config as config_lib
+from trainer import data
+from trainer import strategy as strategy_lib
+from trainer.checkpoint import CheckpointStore
+from trainer.config import ConfigError, TrainConfig
+from trainer.gan import METRICS, Gan
+from trainer.progress import Reporter
+
+SAMPLE_GRID = 100  # 10×10
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    step: int
+    stopped_by: str  # "steps", "time", "signal", or "already_complete"
+    checkpoint: str | None
+    last_metrics: dict
+    weights_sha256: str = ""
+
+
+def sample_inputs(config: TrainConfig, digits: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed latents (and labels: one digit per row) so grids are comparable across steps."""
+    z = np.random.default_rng(config.seed).standard_normal((SAMPLE_GRID, config.latent_dim))
+    rows = np.repeat(np.arange(10), SAMPLE_GRID // 10)
+    labels = np.asarray(digits, np.int32)[rows % len(digits)]
+    return z.astype(np.float32), labels
+
+
+def _setup_numerics(config: TrainConfig) -> None:
+    if config.mixed_precision == "fp16" and not tf.config.list_physical_devices("GPU"):
+        raise ConfigError("--mixed_precision=fp16 needs a GPU; use bf16 on CPU and TPU")
+    keras.mixed_precision.set_global_policy(
+        config_lib.MIXED_PRECISION_POLICIES[config.mixed_precision]
+    )
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _next_event(step: int, config: TrainConfig) -> int:
+    """The next step at which the loop must look at results (log, sample, checkpoint, end)."""
+    candidates = [config.train_steps, step + config.steps_per_call]
+    for every in (config.log_every, config.sample_every, config.checkpoint_every):
+        candidates.append((step // every + 1) * every)
+    return min(candidates)
+
+
+def train(config: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> TrainResult:
+    started = time.monotonic()
+    strategy = strategy_lib.make_strategy(config)
+    _setup_numerics(config)
+    manifest = data.read_manifest(config.data_dir)
+    chief = strategy_lib.is_chief(strategy)
+    with strategy.scope():
+        gan = Gan(config, schema.NUM_CLASSES, strategy)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    store = CheckpointStore(
+        os.path.join(config.job_dir, "checkpoints"),
+        gan.checkpoint_objects(),
+        config.keep_checkpoints,
+        chief,
+        worker_id=getattr(resolver, "task_id", 0) or 0,
+    )
+    store.restore_latest()
+    step = int(gan.step.numpy())
+    if step >= config.train_steps:
+        return TrainResult(step, "already_complete", store.latest, {}, gan.fingerprint())
+
+    dataset = strategy.distribute_datasets_from_function(
+        data.make_dataset_fn(
+            config.data_dir,
+            manifest,
+            config.batch_size,
+            config.training_ratio,
+            config.seed,
+            start_step=step,
+        )
+    )
+    iterator = iter(dataset)
+    train_steps = gan.make_train_function()
+    stop_any = _make_stop_consensus(strategy)
+    reporter = Reporter(config.job_dir, config.train_steps, config.batch_size, enabled=chief)
+    sample_z, sample_labels = sample_inputs(config, manifest["digits"])
+    reporter.start(step)
+    totals = dict.fromkeys(METRICS, 0.0)
+    steps_since_log = 0
+    last_metrics: dict = {}
+    stopped_by = "steps"
+    try:
+        while step < config.train_steps:
+            n = _next_event(step, config) - step
+            metrics, finite = train_steps(iterator, tf.constant(n, tf.int64))
+            if not bool(finite):
+                values = {k: float(v) for k, v in metrics.items()}
+                raise NonFiniteLossError(
+                    f"non-finite loss between steps {step} and {step + n} "
+                    f"(d_loss={values['d_loss']}, g_loss={values['g_loss']}); "
+                    f"last good checkpoint kept: {store.latest or 'none'}"
+                )
+            step += n
+            for k in METRICS:
+                totals[k] += float(metrics[k]) * n
+            steps_since_log += n
+            done = step >= config.train_steps
+            if step % config.log_every == 0 or done:
+                last_metrics = reporter.log(
+                    step, {k: v / steps_since_log for k, v in totals.items()}
+                )
+                totals, steps_since_log = dict.fromkeys(METRICS, 0.0), 0
+            if step % config.sample_every == 0 or done:
+                reporter.samples(step, gan.sample(sample_z, sample_labels))
+            out_of_time = (
+                config.max_minutes > 0 and (time.monotonic() - started) > config.max_minutes * 60
+            )
+            stop = stop_any(should_stop() or out_of_time)
+            if step % config.checkpoint_every == 0 or done or stop:
+                store.save(step)
+            if stop and not done:
+                stopped_by = "signal" if should_stop() else "time"
+                break
+    finally:
+        reporter.close()
+    return TrainResult(step, stopped_by, store.latest, last_metrics, gan.fingerprint())
+
+
+def _make_stop_consensus(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:
+    """All workers stop at the same step if any one of them must (SIGTERM, time limit)."""
+    if strategy.extended._in_multi_worker_mode():
+
+        @tf.function
+        def any_worker(flag: tf.Tensor) -> tf.Tensor:
+            per_replica = strategy.run(lambda: tf.cast(flag, tf.int32))
+            return strategy.reduce(tf.distribute.ReduceOp.MAX, per_replica, axis=None) > 0
+
+        return lambda local: bool(any_worker(tf.constant(local)))
+    return lambda local: local

@@ -1,0 +1,198 @@
+"""Generator and discriminator architectures, a registry keyed by ``--architecture``.
+
+Every generator maps ``z`` [B, latent_dim] (and ``label`` [B] when conditional) to images
+[B, 28, 28, 1] in [-1, 1]; every discriminator maps images (and labels) to one logit per image.
+Architectures that work at another resolution (``upsample``: 32×32, as its seed pads MNIST)
+pad and crop inside the model, so the data contract and the exported signature never change.
+
+Conditioning: the generator concatenates a learned label embedding to ``z``; the discriminator
+is a projection discriminator (Miyato & Koyama 2018), ``logit = ψ(h) + <embed(y), h>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import keras
+from keras import layers
+
+from common import schema
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    latent_dim: int = 128
+    num_classes: int = 0  # 0: unconditional
+    spectral_norm: bool = False
+    width: int = 64  # channels (or units) of the first block; the rest scale from it
+    dropout: float | None = None  # None: the architecture's own default
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+
+Body = Callable[[keras.KerasTensor, ModelSpec], keras.KerasTensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    generator_body: Body  # latent (+ label embedding) → images [B, 28, 28, 1]
+    discriminator_body: Body  # images → features [B, F]; the logit head is shared
+    description: str
+
+
+def _sn(layer: layers.Layer, spec: ModelSpec) -> layers.Layer:
+    return layers.SpectralNormalization(layer) if spec.spectral_norm else layer
+
+
+def _dropout(spec: ModelSpec, default: float) -> layers.Layer | None:
+    rate = default if spec.dropout is None else spec.dropout
+    return layers.Dropout(rate) if rate > 0 else None
+
+
+def _apply(x: keras.KerasTensor, *stack: layers.Layer | None) -> keras.KerasTensor:
+    for layer in stack:
+        if layer is not None:
+            x = layer(x)
+    return x
+
+
+def _bn(momentum: float = 0.99) -> layers.Layer:
+    # Synchronized so that N replicas normalize over the global batch, as one device would.
+    return layers.BatchNormalization(momentum=momentum, synchronized=True)
+
+
+# --- dense: the seeds' MLP GAN ------------------------------------------------------------------
+
+
+def _dense_generator(z: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    x = z
+    for units in (spec.width * 4, spec.width * 8, spec.width * 16):
+        x = _apply(x, layers.Dense(units), layers.LeakyReLU(0.2))
+    x = layers.Dense(schema.IMAGE_SIZE, activation="tanh", dtype="float32")(x)
+    return layers.Reshape(schema.IMAGE_SHAPE)(x)
+
+
+def _dense_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    x = layers.Flatten()(image)
+    for units in (spec.width * 16, spec.width * 8, spec.width * 4):
+        x = _apply(x, _sn(layers.Dense(units), spec), layers.LeakyReLU(0.2), _dropout(spec, 0.3))
+    return x
+
+
+# --- dcgan: the TensorFlow DCGAN tutorial ------------------------------------------------------
+
+
+def _dcgan_generator(z: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    w = spec.width
+    x = _apply(
+        z,
+        layers.Dense(7 * 7 * w * 4, use_bias=False),
+        _bn(),
+        layers.LeakyReLU(),
+        layers.Reshape((7, 7, w * 4)),
+    )
+    x = _apply(
+        x,
+        layers.Conv2DTranspose(w * 2, 5, strides=1, padding="same", use_bias=False),
+        _bn(),
+        layers.LeakyReLU(),
+    )
+    x = _apply(
+        x,
+        layers.Conv2DTranspose(w, 5, strides=2, padding="same", use_bias=False),
+        _bn(),
+        layers.LeakyReLU(),
+    )
+    return layers.Conv2DTranspose(
+        1, 5, strides=2, padding="same", use_bias=False, activation="tanh", dtype="float32"
+    )(x)
+
+
+def _dcgan_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    x = image
+    for filters in (spec.width, spec.width * 2):
+        conv = layers.Conv2D(filters, 5, strides=2, padding="same")
+        x = _apply(x, _sn(conv, spec), layers.LeakyReLU(), _dropout(spec, 0.3))
+    return layers.Flatten()(x)
+
+
+# --- upsample: UpSampling2D + Conv2D at 32×32 (the fourth seed) --------------------------------
+
+
+def _upsample_generator(z: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    w = spec.width
+    x = _apply(z, layers.Dense(8 * 8 * w * 4), layers.LeakyReLU(0.2), layers.Reshape((8, 8, w * 4)))
+    for filters in (w * 2, w):
+        x = _apply(
+            x,
+            layers.UpSampling2D(),
+            layers.Conv2D(filters, 3, padding="same"),
+            _bn(momentum=0.8),
+            layers.LeakyReLU(0.2),
+        )
+    x = layers.Conv2D(1, 3, padding="same", activation="tanh", dtype="float32")(x)
+    return layers.Cropping2D(2)(x)  # 32×32 → 28×28
+
+
+def _pad_with_background(image: keras.KerasTensor) -> keras.KerasTensor:
+    # Pad 28→32 with the background value -1, as the seed pads MNIST, not with 0 (mid-grey).
+    return layers.ZeroPadding2D(2)(image + 1.0) - 1.0
+
+
+def _upsample_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    x = _pad_with_background(image)
+    for filters, strides in ((spec.width, 1), (spec.width * 2, 2), (spec.width * 4, 2)):
+        conv = layers.Conv2D(filters, 3, strides=strides, padding="same")
+        x = _apply(x, _sn(conv, spec), layers.LeakyReLU(0.2), _dropout(spec, 0.0))
+    return layers.Flatten()(x)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "dense": Architecture(
+        _dense_generator, _dense_discriminator, "MLP generator and critic (the seeds' dense GAN)"
+    ),
+    "dcgan": Architecture(
+        _dcgan_generator,
+        _dcgan_discriminator,
+        "the TensorFlow DCGAN tutorial: Dense→Conv2DTranspose generator, Conv2D critic",
+    ),
+    "upsample": Architecture(
+        _upsample_generator,
+        _upsample_discriminator,
+        "UpSampling2D+Conv2D generator on 32×32 padded inputs (the Keras GAN class seed)",
+    ),
+}
+
+
+# --- assembly ------------------------------------------------------------------------------------
+
+
+def build_generator(name: str, spec: ModelSpec) -> keras.Model:
+    z = keras.Input((spec.latent_dim,), name="z")
+    inputs = [z]
+    x = z
+    if spec.conditional:
+        label = keras.Input((), dtype="int32", name="label")
+        inputs.append(label)
+        x = layers.Concatenate()(
+            [z, layers.Embedding(spec.num_classes, spec.latent_dim // 2)(label)]
+        )
+    images = ARCHITECTURES[name].generator_body(x, spec)
+    return keras.Model(inputs, images, name="generator")
+
+
+def build_discriminator(name: str, spec: ModelSpec) -> keras.Model:
+    image = keras.Input(schema.IMAGE_SHAPE, name="image")
+    inputs = [image]
+    features = ARCHITECTURES[name].discriminator_body(image, spec)
+    logit = _sn(layers.Dense(1, dtype="float32"), spec)(features)
+    if spec.conditional:
+        label = keras.Input((), dtype="int32", name="label")
+        inputs.append(label)
+        embedded = layers.Embedding(spec.num_classes, features.shape[-1], dtype="float32")(label)
+        projection = layers.Dot(axes=1, dtype="float32")([embedded, features])
+        logit = layers.Add(dtype="float32")([logit, projection])
+    return keras.Model(inputs, layers.Reshape((), dtype="float32")(logit), name="discriminator")

@@ -1,0 +1,118 @@
+"""Progress reporting: one-line log, metrics.jsonl, TensorBoard, and sample grids.
+
+The one-line report follows StyleGAN2-ADA's ``tick / kimg / sec/kimg`` style so a user sees
+speed and health at a glance; ``metrics.jsonl`` holds the same numbers for machines.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+
+import numpy as np
+
+from common import schema
+
+
+def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
+    """[N, H, W, 1] in [-1, 1] → one uint8 [rows*H, cols*W] image, row-major."""
+    n, h, w = images.shape[:3]
+    cols = int(np.ceil(n / rows))
+    pixels = schema.denormalize(images[..., 0])
+    grid = np.zeros((rows * h, cols * w), np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = pixels[i]
+    return grid
+
+
+def png_bytes(grid: np.ndarray, scale: int = 2) -> bytes:
+    from PIL import Image
+
+    image = Image.fromarray(grid, mode="L")
+    if scale > 1:
+        image = image.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def sample_name(step: int) -> str:
+    """Sortable by step: samples/step-00001000.png."""
+    return f"step-{step:08d}.png"
+
+
+class Reporter:
+    """Writes progress into a local job directory (the chief's only)."""
+
+    def __init__(self, job_dir: str, total_steps: int, global_batch: int, enabled: bool = True):
+        self.job_dir = job_dir
+        self.total_steps = total_steps
+        self.global_batch = global_batch
+        self.enabled = enabled
+        self._last_time = time.perf_counter()
+        self._last_step: int | None = None
+        self._writer = None
+        if enabled:
+            import tensorflow as tf
+
+            os.makedirs(os.path.join(job_dir, "samples"), exist_ok=True)
+            self._writer = tf.summary.create_file_writer(os.path.join(job_dir, "logs"))
+
+    def start(self, step: int) -> None:
+        self._last_time, self._last_step = time.perf_counter(), step
+
+    def log(self, step: int, metrics: dict[str, float], extra: dict | None = None) -> dict:
+        """Report the mean metrics of the steps since the last report."""
+        now = time.perf_counter()
+        steps = step - (self._last_step if self._last_step is not None else step)
+        elapsed = now - self._last_time
+        images_per_s = steps * self.global_batch / elapsed if elapsed > 0 and steps else 0.0
+        record = {
+            "step": step,
+            "kimg": step * self.global_batch / 1000.0,
+            "images_per_s": images_per_s,
+            "sec_per_kimg": 1000.0 / images_per_s if images_per_s else None,
+            **{k: float(v) for k, v in metrics.items()},
+            **(extra or {}),
+        }
+        self._last_time, self._last_step = now, step
+        if not self.enabled:
+            return record
+        print(
+            f"step {step:>7d}/{self.total_steps}  kimg {record['kimg']:8.1f}  "
+            f"img/s {images_per_s:7.0f}  d_loss {record['d_loss']:.4f}  g_loss {record['g_loss']:.4f}  "
+            f"D(x) {record['d_real']:.3f}  D(G(z)) {record['d_fake']:.3f}",
+            flush=True,
+        )
+        with open(os.path.join(self.job_dir, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        import tensorflow as tf
+
+        with self._writer.as_default(step=step):
+            for key, value in record.items():
+                if key != "step" and isinstance(value, float):
+                    tf.summary.scalar(key, value)
+        self._writer.flush()
+        return record
+
+    def samples(self, step: int, images: np.ndarray, rows: int = 10) -> str | None:
+        """Write a PNG grid to samples/ and the same grid to TensorBoard."""
+        if not self.enabled:
+            return None
+        import tensorflow as tf
+
+        grid = image_grid(images, rows)
+        path = os.path.join(self.job_dir, "samples", sample_name(step))
+        with open(path, "wb") as f:
+            f.write(png_bytes(grid))
+        with self._writer.as_default(step=step):
+            tf.summary.image("samples", grid[None, :, :, None], max_outputs=1)
+        self._writer.flush()
+        return path
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

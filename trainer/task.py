@@ -1,0 +1,177 @@
+r"""Train a GAN on preprocessed MNIST under tf.distribute (the Vertex AI ``trainer.task`` entry).
+
+    python -m trainer.task --data_dir=/tmp/run/data --job_dir=/tmp/run/job --train_steps=5000
+    python -m trainer.task --flagfile=/tmp/run/job/flags.txt     # re-run exactly, or resume
+
+The latest checkpoint in ``--job_dir`` is restored on start; SIGTERM finishes the current call
+of steps, writes a checkpoint and exits 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from absl import app, flags
+
+from trainer import config as config_lib
+from trainer import losses, models
+
+FLAGS = flags.FLAGS
+_DEFAULTS = config_lib.TrainConfig(data_dir="", job_dir="")
+
+flags.DEFINE_string(
+    "data_dir", None, "Preprocessed data: TFRecords + manifest.json (local or gs://)."
+)
+flags.DEFINE_string("job_dir", None, "Checkpoints, logs, samples, metrics (local or gs://).")
+flags.DEFINE_enum(
+    "architecture",
+    _DEFAULTS.architecture,
+    sorted(models.ARCHITECTURES),
+    "; ".join(f"{k}: {v.description}" for k, v in models.ARCHITECTURES.items()),
+)
+flags.DEFINE_enum(
+    "loss",
+    _DEFAULTS.loss,
+    sorted(losses.LOSSES),
+    "; ".join(f"{k}: {v.description}" for k, v in losses.LOSSES.items()),
+)
+flags.DEFINE_float(
+    "label_smoothing", _DEFAULTS.label_smoothing, "One-sided: real targets become 1 - this."
+)
+flags.DEFINE_integer(
+    "training_ratio", _DEFAULTS.training_ratio, "Discriminator updates per generator update."
+)
+flags.DEFINE_float("g_learning_rate", _DEFAULTS.g_learning_rate, "Generator Adam learning rate.")
+flags.DEFINE_float(
+    "d_learning_rate", _DEFAULTS.d_learning_rate, "Discriminator Adam learning rate."
+)
+flags.DEFINE_float("beta1", _DEFAULTS.beta1, "Adam beta_1 of both optimizers (DCGAN: 0.5).")
+flags.DEFINE_float("beta2", _DEFAULTS.beta2, "Adam beta_2 of both optimizers.")
+flags.DEFINE_bool("spectral_norm", _DEFAULTS.spectral_norm, "Spectral normalization on D.")
+flags.DEFINE_bool("conditional", _DEFAULTS.conditional, "Class-conditional G and D.")
+flags.DEFINE_integer("latent_dim", _DEFAULTS.latent_dim, "Size of the latent vector z.")
+flags.DEFINE_integer(
+    "model_width", _DEFAULTS.model_width, "Channels of the first conv block (units scale along)."
+)
+flags.DEFINE_float(
+    "d_dropout",
+    None,
+    "Discriminator dropout rate; unset: the architecture's own (0.3 for dense and dcgan).",
+)
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Global batch, split over replicas.")
+flags.DEFINE_integer("train_steps", _DEFAULTS.train_steps, "Generator updates to train for.")
+flags.DEFINE_float(
+    "max_minutes", _DEFAULTS.max_minutes, "Stop (with a checkpoint) after this long; 0: no limit."
+)
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seeds weights, data order, noise and dropout.")
+flags.DEFINE_float(
+    "ema_decay", _DEFAULTS.ema_decay, "EMA of G weights used for samples and export; 0: off."
+)
+flags.DEFINE_enum(
+    "mixed_precision",
+    _DEFAULTS.mixed_precision,
+    sorted(config_lib.MIXED_PRECISION_POLICIES),
+    "bf16 on CPU/TPU, fp16 (with loss scaling) on GPU.",
+)
+flags.DEFINE_enum(
+    "strategy",
+    _DEFAULTS.strategy,
+    list(config_lib.STRATEGIES),
+    "auto: TPU if resolvable, Mirrored for >1 GPU, else default.",
+)
+flags.DEFINE_string("tpu", _DEFAULTS.tpu, "TPU name or address, for --strategy=tpu.")
+flags.DEFINE_integer(
+    "cpu_replicas",
+    _DEFAULTS.cpu_replicas,
+    "With --strategy=mirrored: split the CPU into this many logical devices (testing).",
+)
+flags.DEFINE_bool(
+    "deterministic",
+    _DEFAULTS.deterministic,
+    "TF op determinism: bitwise-reproducible runs and resumes, at some speed cost.",
+)
+flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every, "Steps between checkpoints.")
+flags.DEFINE_integer("keep_checkpoints", _DEFAULTS.keep_checkpoints, "Checkpoints to keep.")
+flags.DEFINE_integer("log_every", _DEFAULTS.log_every, "Steps between progress reports.")
+flags.DEFINE_integer("sample_every", _DEFAULTS.sample_every, "Steps between sample grids.")
+flags.DEFINE_integer(
+    "steps_per_call", _DEFAULTS.steps_per_call, "Steps per tf.function call (less Python)."
+)
+
+CONFIG_FIELDS = [f.name for f in dataclasses.fields(config_lib.TrainConfig)]
+
+
+def config_from_flags() -> config_lib.TrainConfig:
+    return config_lib.validate(
+        config_lib.TrainConfig(**{name: FLAGS[name].value for name in CONFIG_FIELDS})
+    )
+
+
+def flags_text() -> str:
+    """The resolved flags, one per line, for ``--flagfile``."""
+    lines = []
+    for name in CONFIG_FIELDS:
+        value = FLAGS[name].value
+        if value is None:
+            continue
+        lines.append(
+            FLAGS[name].serialize()
+            if not isinstance(value, bool)
+            else f"--{'' if value else 'no'}{name}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+class StopOnSignal:
+    """SIGTERM (preemption) and SIGINT ask the loop to finish its current call and checkpoint."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        print(
+            f"trainer: {signal.Signals(signum).name} received; checkpointing and stopping",
+            flush=True,
+        )
+        self._event.set()
+
+    def __call__(self) -> bool:
+        return self._event.is_set()
+
+
+def main(argv: Sequence[str]) -> None:
+    from trainer import data, loop
+
+    if len(argv) > 1:
+        sys.exit(f"trainer: error: unexpected arguments {' '.join(argv[1:])}")
+    try:
+        config = config_from_flags()
+        os.makedirs(config.job_dir, exist_ok=True)
+        from common import storage
+
+        storage.write_text(os.path.join(config.job_dir, "flags.txt"), flags_text())
+        result = loop.train(config, should_stop=StopOnSignal())
+    except (config_lib.ConfigError, data.DataError, loop.NonFiniteLossError) as e:
+        sys.exit(f"trainer: error: {e}")
+    print(
+        f"trainer: stopped at step {result.step} ({result.stopped_by}); "
+        f"checkpoint {result.checkpoint}; weights sha256 {result.weights_sha256}"
+    )
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        sys.exit(f"trainer: error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)
