@@ -1,4 +1,4 @@
-"""Training input: the manifest, the TFRecords, and a step-indexed, exactly resumable tf.data pipeline.
+"""Training input: manifest, TFRecords, and a step-indexed, exactly resumable tf.data pipeline.
 
 Each worker reads its share of the shard files (``files[i::n]``) once, validates them, and keeps
 them in memory (MNIST is 188 MB as float32). The order of examples is a pure function of

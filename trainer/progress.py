@@ -83,7 +83,8 @@ class Reporter:
             return record
         print(
             f"step {step:>7d}/{self.total_steps}  kimg {record['kimg']:8.1f}  "
-            f"img/s {images_per_s:7.0f}  d_loss {record['d_loss']:.4f}  g_loss {record['g_loss']:.4f}  "
+            f"img/s {images_per_s:7.0f}  "
+            f"d_loss {record['d_loss']:.4f}  g_loss {record['g_loss']:.4f}  "
             f"D(x) {record['d_real']:.3f}  D(G(z)) {record['d_fake']:.3f}",
             flush=True,
         )
