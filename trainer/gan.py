@@ -81,6 +81,11 @@ class Gan:
             objects["ema_generator"] = self.ema_generator
         return objects
 
+    def apply_learning_rates(self) -> None:
+        """Flags win over restored optimizer state: a resumed run may change learning rates."""
+        self.g_optimizer.learning_rate.assign(self.config.g_learning_rate)
+        self.d_optimizer.learning_rate.assign(self.config.d_learning_rate)
+
     @property
     def sampler(self) -> keras.Model:
         """The generator used for samples and export: the EMA copy when there is one."""

@@ -84,6 +84,7 @@ def train(config: TrainConfig, should_stop: Callable[[], bool] = lambda: False) 
         worker_id=getattr(resolver, "task_id", 0) or 0,
     )
     store.restore_latest()
+    gan.apply_learning_rates()
     step = int(gan.step.numpy())
     if step >= config.train_steps:
         return TrainResult(step, "already_complete", store.latest, {}, gan.fingerprint())
@@ -152,7 +153,7 @@ def _make_stop_consensus(strategy: tf.distribute.Strategy) -> Callable[[bool], b
         @tf.function
         def any_worker(flag: tf.Tensor) -> tf.Tensor:
             per_replica = strategy.run(lambda: tf.cast(flag, tf.int32))
-            return strategy.reduce(tf.distribute.ReduceOp.MAX, per_replica, axis=None) > 0
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None) > 0
 
         return lambda local: bool(any_worker(tf.constant(local)))
     return lambda local: local

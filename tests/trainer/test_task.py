@@ -1,0 +1,279 @@
+"""The trainer as users run it: real processes, real signals, real strategies."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from common import schema
+from tests import helpers
+
+SMALL = [
+    "--batch_size=16",
+    "--model_width=8",
+    "--latent_dim=16",
+    "--log_every=2",
+    "--sample_every=1000",
+]
+
+
+def train(data_dir: str, job_dir: str, *args: str, env: dict | None = None):
+    return helpers.run_module(
+        "trainer.task", f"--data_dir={data_dir}", f"--job_dir={job_dir}", *SMALL, *args, env=env
+    )
+
+
+def start(data_dir: str, job_dir: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trainer.task",
+            f"--data_dir={data_dir}",
+            f"--job_dir={job_dir}",
+            *SMALL,
+            *args,
+        ],
+        cwd=helpers.REPO_ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"trainer exited {proc.returncode} early:\n{out}\n{err[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("timed out waiting for the trainer")
+        time.sleep(0.05)
+
+
+def latest_step(job_dir: str) -> int | None:
+    import tensorflow as tf
+
+    path = tf.train.latest_checkpoint(os.path.join(job_dir, "checkpoints"))
+    return int(path.rsplit("-", 1)[1]) if path else None
+
+
+def checkpoint_tensors(job_dir: str, step: int) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(os.path.join(job_dir, "checkpoints", f"ckpt-{step}"))
+    return {
+        key: reader.get_tensor(key)
+        for key in reader.get_variable_to_shape_map()
+        if not key.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")
+    }
+
+
+def final_fingerprint(stdout: str) -> str:
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("trainer: stopped at step"))
+    return line.rsplit(" ", 1)[1]
+
+
+def test_killed_run_resumes_to_the_same_weights_bitwise(tiny_data_dir, tmp_path):
+    """SIGKILL mid-epoch (512 examples = 32 steps of 16), resume, reach step N bit for bit."""
+    args = ["--train_steps=40", "--checkpoint_every=4", "--deterministic", "--steps_per_call=1"]
+    reference = train(tiny_data_dir, str(tmp_path / "reference"), *args)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    job = str(tmp_path / "killed")
+    proc = start(tiny_data_dir, job, *args)
+    wait_for(lambda: (latest_step(job) or 0) >= 20, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = latest_step(job)
+    assert killed_at is not None and 20 <= killed_at < 40 and killed_at % 32 != 0
+    resumed = train(tiny_data_dir, job, *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert final_fingerprint(resumed.stdout) == final_fingerprint(reference.stdout)
+    expected, actual = (
+        checkpoint_tensors(str(tmp_path / "reference"), 40),
+        checkpoint_tensors(job, 40),
+    )
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+
+
+def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_zero(tiny_data_dir, tmp_path):
+    job = str(tmp_path / "job")
+    proc = start(tiny_data_dir, job, "--train_steps=100000", "--checkpoint_every=100000")
+    wait_for(lambda: os.path.exists(os.path.join(job, "metrics.jsonl")), proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert "SIGTERM received" in out
+    stopped = int(out.split("trainer: stopped at step ")[1].split(" ")[0])
+    assert "(signal)" in out
+    assert latest_step(job) == stopped > 0
+
+
+def test_mirrored_over_two_cpus_matches_the_default_strategy(tiny_data_dir, tmp_path):
+    # Dropout off: Keras draws dropout masks per replica, which no strategy can make equal.
+    args = ["--train_steps=4", "--checkpoint_every=4", "--d_dropout=0", "--deterministic"]
+    single = train(tiny_data_dir, str(tmp_path / "single"), "--strategy=default", *args)
+    mirrored = train(
+        tiny_data_dir, str(tmp_path / "mirrored"), "--strategy=mirrored", "--cpu_replicas=2", *args
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert mirrored.returncode == 0, mirrored.stderr[-3000:]
+    expected = checkpoint_tensors(str(tmp_path / "single"), 4)
+    actual = checkpoint_tensors(str(tmp_path / "mirrored"), 4)
+    assert expected.keys() == actual.keys()
+    compared = 0
+    for key, value in expected.items():
+        if value.dtype.kind == "f":
+            np.testing.assert_allclose(actual[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
+            compared += value.size
+        else:
+            np.testing.assert_array_equal(actual[key], value, err_msg=key)
+    assert compared > 10_000
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_worker_processes_train_in_sync(tiny_data_dir, tmp_path):
+    job = str(tmp_path / "job")
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    procs = [
+        start(
+            tiny_data_dir,
+            job,
+            "--strategy=multi_worker",
+            "--train_steps=6",
+            "--checkpoint_every=3",
+            env={
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                )
+            },
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    fingerprints = {final_fingerprint(out) for out, _ in outputs}
+    assert len(fingerprints) == 1
+    assert latest_step(job) == 6
+    assert not [n for n in os.listdir(os.path.join(job, "checkpoints")) if n.startswith(".worker")]
+    with open(os.path.join(job, "metrics.jsonl")) as f:
+        assert [json.loads(line)["step"] for line in f] == [2, 4, 6]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data_dir, tmp_path):
+    job = str(tmp_path / "job")
+    # Least squares: unbounded critic outputs, so a huge learning rate overflows to inf/NaN.
+    good = train(
+        tiny_data_dir, job, "--train_steps=4", "--checkpoint_every=4", "--loss=least_squares"
+    )
+    assert good.returncode == 0, good.stderr[-3000:]
+    before = helpers.snapshot(os.path.join(job, "checkpoints"))
+    diverging = train(
+        tiny_data_dir,
+        job,
+        "--train_steps=200",
+        "--checkpoint_every=2",
+        "--d_learning_rate=1e30",
+        "--g_learning_rate=1e30",
+        "--loss=least_squares",
+    )
+    assert diverging.returncode != 0
+    line = helpers.error_line(diverging)
+    assert line.startswith("trainer: error: non-finite loss"), diverging.stderr[-3000:]
+    assert "ckpt-4" in line
+    assert helpers.snapshot(os.path.join(job, "checkpoints")) == before
+
+
+def test_flagfile_reproduces_the_run(tiny_data_dir, tmp_path):
+    job = str(tmp_path / "job")
+    first = train(tiny_data_dir, job, "--train_steps=2", "--checkpoint_every=2", "--seed=7")
+    assert first.returncode == 0, first.stderr[-3000:]
+    flagfile = os.path.join(job, "flags.txt")
+    with open(flagfile) as f:
+        text = f.read()
+    assert "--seed=7" in text and "--train_steps=2" in text and "--model_width=8" in text
+    again = helpers.run_module("trainer.task", f"--flagfile={flagfile}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(already_complete)" in again.stdout
+    assert final_fingerprint(again.stdout) == final_fingerprint(first.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--loss=nope"], "trainer: error: flag --loss=nope"),
+        (["--strategy=tpu"], "trainer: error: --strategy=tpu: no TPU found"),
+        (["--strategy=multi_worker"], "--strategy=multi_worker needs TF_CONFIG"),
+        (["--mixed_precision=fp16"], "--mixed_precision=fp16 needs a GPU"),
+        (["--batch_size=15", "--strategy=mirrored", "--cpu_replicas=2"], "does not split over 2"),
+    ],
+)
+def test_bad_flags_fail_with_one_line(args, message, tiny_data_dir, tmp_path):
+    proc = train(tiny_data_dir, str(tmp_path / "job"), "--train_steps=2", *args)
+    assert proc.returncode != 0
+    assert message in helpers.error_line(proc), proc.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "job" / "checkpoints")
+
+
+def _copy_data(tiny_data_dir: str, tmp_path) -> str:
+    data = str(tmp_path / "data")
+    shutil.copytree(tiny_data_dir, data)
+    return data
+
+
+def test_manifest_that_does_not_match_the_records_is_reported(tiny_data_dir, tmp_path):
+    data = _copy_data(tiny_data_dir, tmp_path)
+    manifest = helpers.read_manifest(data)
+    manifest["splits"]["train"]["class_counts"][0] += 5
+    manifest["splits"]["train"]["num_examples"] += 5
+    with open(os.path.join(data, schema.MANIFEST_NAME), "w") as f:
+        json.dump(manifest, f)
+    proc = train(data, str(tmp_path / "job"), "--train_steps=2")
+    assert proc.returncode != 0
+    line = helpers.error_line(proc)
+    assert "the 'train' files hold 512 examples" in line and "the manifest says 517" in line
+
+
+def test_corrupt_record_file_is_named(tiny_data_dir, tmp_path):
+    data = _copy_data(tiny_data_dir, tmp_path)
+    name = helpers.read_manifest(data)["splits"]["train"]["files"][1]
+    path = os.path.join(data, name)
+    with open(path, "rb") as f:
+        raw = f.read()
+    with open(path, "wb") as f:
+        f.write(raw[: len(raw) // 2])
+    proc = train(data, str(tmp_path / "job"), "--train_steps=2")
+    assert proc.returncode != 0
+    line = helpers.error_line(proc)
+    assert line.startswith("trainer: error: ") and name in line and "does not parse" in line
+
+
+def test_missing_manifest_is_reported(tmp_path):
+    proc = train(str(tmp_path / "nodata"), str(tmp_path / "job"), "--train_steps=2")
+    assert proc.returncode != 0
+    assert "manifest.json: not found; run preprocessing first" in helpers.error_line(proc)

@@ -1,0 +1,138 @@
+"""The trainer, in process: every architecture × loss trains; options change what they should."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from trainer import config as config_lib
+from trainer import loop, losses, models
+
+
+def tiny_config(data_dir: str, job_dir: str, **overrides) -> config_lib.TrainConfig:
+    base = config_lib.TrainConfig(
+        data_dir=data_dir,
+        job_dir=job_dir,
+        model_width=8,
+        latent_dim=16,
+        batch_size=16,
+        train_steps=3,
+        log_every=3,
+        sample_every=3,
+        checkpoint_every=3,
+        strategy="default",
+    )
+    return config_lib.validate(dataclasses.replace(base, **overrides))
+
+
+@pytest.mark.parametrize("loss", sorted(losses.LOSSES))
+@pytest.mark.parametrize("architecture", sorted(models.ARCHITECTURES))
+def test_every_architecture_and_loss_trains_with_finite_losses(
+    architecture, loss, tiny_data_dir, tmp_path
+):
+    result = loop.train(
+        tiny_config(tiny_data_dir, str(tmp_path), architecture=architecture, loss=loss)
+    )
+    assert result.step == 3 and result.stopped_by == "steps"
+    for key in ("d_loss", "g_loss", "d_real", "d_fake"):
+        assert math.isfinite(result.last_metrics[key]), (key, result.last_metrics)
+    if losses.LOSSES[loss].gradient_penalty:
+        assert result.last_metrics["grad_penalty"] > 0
+    assert os.path.exists(os.path.join(tmp_path, "checkpoints", "ckpt-3.index"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"conditional": True},
+        {"conditional": True, "spectral_norm": True, "loss": "hinge", "architecture": "upsample"},
+        {"training_ratio": 3, "loss": "wasserstein_gp", "beta1": 0.0, "beta2": 0.9},
+        {"label_smoothing": 0.1, "ema_decay": 0.0, "architecture": "dense"},
+        {"mixed_precision": "bf16"},
+    ],
+    ids=["conditional", "cond-sn-hinge-upsample", "wgan-gp-ratio3", "smoothing-no-ema", "bf16"],
+)
+def test_options_train_with_finite_losses(options, tiny_data_dir, tmp_path):
+    try:
+        result = loop.train(tiny_config(tiny_data_dir, str(tmp_path), **options))
+    finally:
+        import keras
+
+        keras.mixed_precision.set_global_policy("float32")
+    assert result.step == 3
+    assert all(math.isfinite(v) for k, v in result.last_metrics.items() if isinstance(v, float))
+
+
+def test_progress_reports_metrics_samples_and_tensorboard(tiny_data_dir, tmp_path):
+    loop.train(
+        tiny_config(tiny_data_dir, str(tmp_path), train_steps=4, log_every=2, sample_every=2)
+    )
+    with open(tmp_path / "metrics.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["step"] for r in records] == [2, 4]
+    for record in records:
+        assert {"kimg", "images_per_s", "d_loss", "g_loss", "d_real", "d_fake"} <= set(record)
+    assert records[-1]["kimg"] == pytest.approx(4 * 16 / 1000)
+    assert sorted(os.listdir(tmp_path / "samples")) == ["step-00000002.png", "step-00000004.png"]
+    from PIL import Image
+
+    grid = Image.open(tmp_path / "samples" / "step-00000004.png")
+    assert grid.size == (10 * 28 * 2, 10 * 28 * 2)
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "logs"))
+    import tensorflow as tf
+
+    tags = set()
+    for name in os.listdir(tmp_path / "logs"):
+        for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "logs" / name)):
+            tags |= {v.tag for v in event.summary.value}
+    assert {"d_loss", "g_loss", "samples"} <= tags
+
+
+def test_conditional_samples_follow_their_labels(tiny_data_dir, tmp_path):
+    """A conditional generator's output depends on the label it is given."""
+    from trainer.gan import Gan
+    import tensorflow as tf
+
+    config = tiny_config(tiny_data_dir, str(tmp_path), conditional=True)
+    gan = Gan(config, 10, tf.distribute.get_strategy())
+    z = np.zeros((2, config.latent_dim), np.float32)
+    images = gan.sample(z, np.array([0, 7], np.int32))
+    assert images.shape == (2, 28, 28, 1)
+    assert not np.allclose(images[0], images[1])
+
+
+def test_restart_of_a_finished_run_does_nothing(tiny_data_dir, tmp_path):
+    config = tiny_config(tiny_data_dir, str(tmp_path))
+    first = loop.train(config)
+    again = loop.train(config)
+    assert again.stopped_by == "already_complete"
+    assert again.weights_sha256 == first.weights_sha256
+
+
+BAD_CONFIGS = {
+    "label smoothing with hinge": (
+        {"loss": "hinge", "label_smoothing": 0.1},
+        "--label_smoothing applies to cross-entropy losses, not --loss=hinge",
+    ),
+    "unknown loss": ({"loss": "nope"}, "--loss=nope: choose one of"),
+    "zero ratio": ({"training_ratio": 0}, "--training_ratio must be >= 1"),
+    "ema of 1": ({"ema_decay": 1.0}, "--ema_decay must be in [0, 1)"),
+    "cpu replicas without mirrored": (
+        {"cpu_replicas": 2},
+        "--cpu_replicas needs --strategy=mirrored",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_combinations_are_rejected_with_one_line(case, tmp_path):
+    overrides, message = BAD_CONFIGS[case]
+    with pytest.raises(config_lib.ConfigError) as error:
+        tiny_config("d", str(tmp_path), **overrides)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
