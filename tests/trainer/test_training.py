@@ -95,8 +95,9 @@ def test_progress_reports_metrics_samples_and_tensorboard(tiny_data_dir, tmp_pat
 
 def test_conditional_samples_follow_their_labels(tiny_data_dir, tmp_path):
     """A conditional generator's output depends on the label it is given."""
-    from trainer.gan import Gan
     import tensorflow as tf
+
+    from trainer.gan import Gan
 
     config = tiny_config(tiny_data_dir, str(tmp_path), conditional=True)
     gan = Gan(config, 10, tf.distribute.get_strategy())
