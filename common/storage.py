@@ -20,6 +20,10 @@ import tempfile
 from collections.abc import Iterator
 
 GCS_SCHEME = "gs://"
+# How long transient GCS errors (429, 5xx, connection resets) are retried with exponential
+# backoff before an operation fails; the client library's own retry policy does the retrying.
+RETRY_SECONDS_ENV = "GAN_PIPELINE_GCS_RETRY_SECONDS"
+DEFAULT_RETRY_SECONDS = 120.0
 
 
 class StorageError(Exception):
@@ -52,20 +56,49 @@ def _client():
     return storage.Client()
 
 
+def _retry():
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    seconds = float(os.environ.get(RETRY_SECONDS_ENV, DEFAULT_RETRY_SECONDS))
+    return DEFAULT_RETRY.with_timeout(seconds)
+
+
 def _blob(path: str):
     bucket, name = split_gcs(path)
     return _client().bucket(bucket).blob(name)
 
 
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+
+
 def _gcs_call(path: str, operation: str, fn, *args, **kwargs):
+    """Run one GCS operation with the retry policy; map failures to one-line errors."""
     from google.api_core import exceptions as gexc
 
+    bucket = "gs://" + split_gcs(path)[0]
     try:
-        return fn(*args, **kwargs)
+        return fn(*args, retry=_retry(), **kwargs)
     except gexc.NotFound as e:
         raise FileNotFoundError(f"{path}: not found ({operation})") from e
-    except (gexc.GoogleAPIError, OSError) as e:
-        raise StorageError(f"{path}: {operation} failed: {type(e).__name__}: {e}") from e
+    except gexc.Forbidden as e:
+        raise StorageError(f"{bucket}: permission denied to {operation} {path}") from e
+    except Exception as e:
+        raise StorageError(
+            f"{bucket}: {operation} {path} failed after retries ({_one_line(e)})"
+        ) from e
+
+
+def check_bucket(path: str) -> None:
+    """Fail fast, before any work, if a gs:// path's bucket is missing or not accessible."""
+    if not is_gcs(path):
+        return
+    bucket = split_gcs(path)[0]
+    try:
+        _gcs_call(path, "get bucket of", _client().get_bucket, bucket)
+    except FileNotFoundError as e:
+        raise StorageError(f"gs://{bucket}: bucket does not exist (needed for {path})") from e
 
 
 def exists(path: str) -> bool:
@@ -124,7 +157,9 @@ def list_files(prefix_dir: str) -> list[str]:
         blobs = _gcs_call(
             prefix_dir,
             "list",
-            lambda: list(_client().list_blobs(bucket, prefix=name, delimiter="/")),
+            lambda retry: list(
+                _client().list_blobs(bucket, prefix=name, delimiter="/", retry=retry)
+            ),
         )
         return sorted(f"{GCS_SCHEME}{bucket}/{b.name}" for b in blobs)
     if not os.path.isdir(prefix_dir):
@@ -134,6 +169,22 @@ def list_files(prefix_dir: str) -> list[str]:
         for n in os.listdir(prefix_dir)
         if os.path.isfile(os.path.join(prefix_dir, n))
     )
+
+
+def list_tree(root: str) -> list[str]:
+    """Every file below ``root`` (recursive), as sorted '/'-separated paths relative to it."""
+    if not is_gcs(root):
+        return (
+            sorted(rel.replace(os.sep, "/") for rel in walk_files(root))
+            if os.path.isdir(root)
+            else []
+        )
+    bucket, name = split_gcs(root)
+    prefix = name.rstrip("/") + "/" if name else ""
+    blobs = _gcs_call(
+        root, "list", lambda retry: list(_client().list_blobs(bucket, prefix=prefix, retry=retry))
+    )
+    return sorted(b.name[len(prefix) :] for b in blobs)
 
 
 def delete(path: str) -> None:
@@ -152,10 +203,45 @@ def makedirs(path: str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
+def _crc32c_b64(local_path: str) -> str:
+    import base64
+
+    import google_crc32c
+
+    checksum = google_crc32c.Checksum()
+    with open(local_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            checksum.update(block)
+    return base64.b64encode(checksum.digest()).decode()
+
+
+def upload_file(local_path: str, dst: str) -> None:
+    """Upload a local file to gs:// and verify size and crc32c of what the bucket holds."""
+    blob = _blob(dst)
+    _gcs_call(dst, "upload", blob.upload_from_filename, local_path)
+    _gcs_call(dst, "verify", blob.reload)
+    size = os.path.getsize(local_path)
+    if blob.size != size or (blob.crc32c and blob.crc32c != _crc32c_b64(local_path)):
+        raise StorageError(
+            f"{dst}: uploaded object does not match {local_path} "
+            f"(size {blob.size} vs {size}, crc32c {blob.crc32c})"
+        )
+
+
+def download_file(src: str, local_path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(local_path)), exist_ok=True)
+    if is_gcs(src):
+        tmp = local_path + ".part"
+        _gcs_call(src, "download", _blob(src).download_to_filename, tmp)
+        os.replace(tmp, local_path)
+    else:
+        shutil.copyfile(src, local_path)
+
+
 def put_file(local_path: str, dst: str) -> None:
     """Publish a finished local file at ``dst`` atomically, consuming ``local_path``."""
     if is_gcs(dst):
-        _gcs_call(dst, "upload", _blob(dst).upload_from_filename, local_path)
+        upload_file(local_path, dst)
         os.unlink(local_path)
         return
     directory = os.path.dirname(os.path.abspath(dst))
@@ -185,3 +271,53 @@ def walk_files(root: str) -> Iterator[str]:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             yield os.path.relpath(os.path.join(dirpath, name), root)
+
+
+class Mirror:
+    """A local working copy of a directory that may live in a bucket.
+
+    Work happens in ``local``; ``push()`` uploads what changed since the last push. For a local
+    target the working copy *is* the target and pushing does nothing.
+    """
+
+    def __init__(self, target: str, scratch: str):
+        self.target = target
+        self.remote = is_gcs(target)
+        self.local = scratch if self.remote else target
+        os.makedirs(self.local, exist_ok=True)
+        self._pushed: dict[str, tuple[int, int]] = {}
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.local, *parts)
+
+    def pull(self, exclude: tuple[str, ...] = ()) -> int:
+        """Fetch the target's files into the working copy (resuming on a fresh machine)."""
+        if not self.remote:
+            return 0
+        pulled = 0
+        for rel in list_tree(self.target):
+            if rel.startswith(exclude):
+                continue
+            local = os.path.join(self.local, *rel.split("/"))
+            download_file(join(self.target, rel), local)
+            stat = os.stat(local)
+            self._pushed[rel.replace("/", os.sep)] = (stat.st_size, stat.st_mtime_ns)
+            pulled += 1
+        return pulled
+
+    def push(self, exclude: tuple[str, ...] = ()) -> int:
+        """Upload new or changed files (by size and mtime); return how many were uploaded."""
+        if not self.remote:
+            return 0
+        uploaded = 0
+        for rel in sorted(walk_files(self.local)):
+            if rel.startswith(exclude) or os.path.basename(rel).startswith(".tmp-"):
+                continue
+            stat = os.stat(os.path.join(self.local, rel))
+            key = (stat.st_size, stat.st_mtime_ns)
+            if self._pushed.get(rel) == key:
+                continue
+            upload_file(os.path.join(self.local, rel), join(self.target, rel.replace(os.sep, "/")))
+            self._pushed[rel] = key
+            uploaded += 1
+        return uploaded

@@ -22,3 +22,19 @@ def tiny_data_dir(tmp_path_factory) -> str:
     )
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+@pytest.fixture
+def gcs(tmp_path, monkeypatch):
+    """A running GCS emulator with one bucket; this process and its children point at it."""
+    from common import storage
+    from tests.gcs import GcsEmulator
+
+    emulator = GcsEmulator(str(tmp_path / "gcs-data")).start()
+    for key, value in emulator.env().items():
+        monkeypatch.setenv(key, value)
+    storage._client.cache_clear()
+    emulator.create_bucket()
+    yield emulator
+    emulator.stop()
+    storage._client.cache_clear()

@@ -1,48 +1,113 @@
 """Checkpoints: save every N steps, keep the last K, restore the newest committed one.
 
-``tf.train.CheckpointManager`` writes the data and index files first and the ``checkpoint``
-state file last: that state file is the commit marker. A checkpoint that was being written when
-the process died is never "latest". In multi-worker training every worker takes part in the save
-(the variables are collective), but only the chief writes into the job directory; the others
-write to a private temporary directory that is removed.
+A checkpoint is "latest" only once committed. Locally, ``tf.train.CheckpointManager`` writes the
+data and index files first and the ``checkpoint`` state file last. For a gs:// target the
+manager writes into a local scratch directory and the store publishes: every file of the new
+checkpoint is uploaded and verified (size and crc32c), then the remote ``checkpoint`` state file
+is replaced (the commit), and only then are checkpoints beyond ``keep`` deleted from the bucket.
+An upload that fails leaves the previous commit untouched. Restoring from a bucket downloads the
+committed checkpoint into an empty scratch directory, so a fresh machine resumes.
+
+In multi-worker training every worker takes part in a save (the variables are collective), but
+only the chief writes into the target; the others write to a private directory that is removed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import tensorflow as tf
 
+from common import storage
+
 CHECKPOINT_NAME = "ckpt"
+STATE_FILE = "checkpoint"
+
+
+def _state_text(latest: str, kept: list[str]) -> str:
+    """The ``checkpoint`` state file TF writes, with names relative to its directory."""
+    lines = [f'model_checkpoint_path: "{latest}"']
+    lines += [f'all_model_checkpoint_paths: "{name}"' for name in kept]
+    return "\n".join(lines) + "\n"
+
+
+def _latest_in_state(text: str) -> str | None:
+    match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', text, re.MULTILINE)
+    return os.path.basename(match.group(1)) if match else None
 
 
 class CheckpointStore:
     def __init__(
-        self, directory: str, objects: dict, keep: int, is_chief: bool, worker_id: int = 0
+        self,
+        target: str,
+        objects: dict,
+        keep: int,
+        is_chief: bool = True,
+        worker_id: int = 0,
+        scratch: str | None = None,
     ):
-        self.directory = directory
+        self.target = target
+        self.remote = storage.is_gcs(target)
         self.is_chief = is_chief
+        self.local_dir = scratch if self.remote else target
+        if not is_chief:
+            self.local_dir = os.path.join(scratch or target, f".worker-{worker_id}-tmp")
         self.checkpoint = tf.train.Checkpoint(**objects)
-        write_dir = directory if is_chief else os.path.join(directory, f".worker-{worker_id}-tmp")
-        self._write_dir = write_dir
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, write_dir, max_to_keep=keep, checkpoint_name=CHECKPOINT_NAME
+            self.checkpoint, self.local_dir, max_to_keep=keep, checkpoint_name=CHECKPOINT_NAME
         )
 
     @property
     def latest(self) -> str | None:
-        return tf.train.latest_checkpoint(self.directory)
+        """The newest committed checkpoint in the target, as a path or gs:// URL prefix."""
+        if not self.remote:
+            return tf.train.latest_checkpoint(self.target)
+        state = storage.join(self.target, STATE_FILE)
+        if not storage.exists(state):
+            return None
+        name = _latest_in_state(storage.read_text(state))
+        return storage.join(self.target, name) if name else None
 
     def restore_latest(self) -> str | None:
         """Restore the newest committed checkpoint, if any; return its path."""
-        path = self.latest
-        if path:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-        return path
+        latest = self.latest
+        if latest is None:
+            return None
+        local = latest
+        if self.remote:
+            name = latest.rsplit("/", 1)[1]
+            local_dir = self.local_dir
+            for remote_file in storage.list_files(self.target):
+                file_name = remote_file.rsplit("/", 1)[1]
+                if file_name.startswith(name + "."):
+                    storage.download_file(remote_file, os.path.join(local_dir, file_name))
+            local = os.path.join(local_dir, name)
+        self.checkpoint.restore(local).assert_existing_objects_matched()
+        return latest
 
     def save(self, step: int) -> str:
         path = self.manager.save(checkpoint_number=step)
         if not self.is_chief:
-            shutil.rmtree(self._write_dir, ignore_errors=True)
+            shutil.rmtree(self.local_dir, ignore_errors=True)
+            return path
+        if self.remote:
+            return self._publish(path)
         return path
+
+    def _publish(self, local_path: str) -> str:
+        name = os.path.basename(local_path)
+        for file_name in sorted(os.listdir(self.local_dir)):
+            if file_name.startswith(name + "."):
+                storage.upload_file(
+                    os.path.join(self.local_dir, file_name), storage.join(self.target, file_name)
+                )
+        kept = [os.path.basename(p) for p in self.manager.checkpoints]
+        storage.write_text(storage.join(self.target, STATE_FILE), _state_text(name, kept))
+        for remote_file in storage.list_files(self.target):
+            file_name = remote_file.rsplit("/", 1)[1]
+            prefix = file_name.split(".", 1)[0]
+            if prefix.startswith(CHECKPOINT_NAME + "-") and prefix not in kept:
+                storage.delete(remote_file)
+        return storage.join(self.target, name)

@@ -46,6 +46,9 @@ class TrainConfig:
     log_every: int = 100
     sample_every: int = 500
     steps_per_call: int = 10
+    checkpoint_dir: str = ""  # default: job_dir/checkpoints (Vertex: AIP_CHECKPOINT_DIR)
+    tensorboard_dir: str = ""  # default: job_dir/logs (Vertex: AIP_TENSORBOARD_LOG_DIR)
+    scratch_dir: str = ""  # local working copy for gs:// targets; default: a temp dir per job
 
     @property
     def gan_loss(self) -> losses.GanLoss:

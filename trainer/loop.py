@@ -7,7 +7,6 @@ callable (set by SIGTERM); storage details live in ``checkpoint.py`` and ``progr
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 
@@ -23,6 +22,7 @@ from trainer.checkpoint import CheckpointStore
 from trainer.config import ConfigError, TrainConfig
 from trainer.gan import METRICS, Gan
 from trainer.progress import Reporter
+from trainer.workspace import Workspace
 
 SAMPLE_GRID = 100  # 10×10
 
@@ -67,27 +67,38 @@ def _next_event(step: int, config: TrainConfig) -> int:
     return min(candidates)
 
 
-def train(config: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> TrainResult:
+def train(
+    config: TrainConfig,
+    should_stop: Callable[[], bool] = lambda: False,
+    write_flags: Callable[[str], None] = lambda path: None,
+) -> TrainResult:
     started = time.monotonic()
     strategy = strategy_lib.make_strategy(config)
     _setup_numerics(config)
-    manifest = data.read_manifest(config.data_dir)
     chief = strategy_lib.is_chief(strategy)
+    worker_id = strategy_lib.worker_id(strategy)
+    workspace = Workspace(config, worker_id)
+    workspace.check_access()
+    manifest = data.read_manifest(config.data_dir)
     with strategy.scope():
         gan = Gan(config, schema.NUM_CLASSES, strategy)
-    resolver = getattr(strategy, "cluster_resolver", None)
     store = CheckpointStore(
-        os.path.join(config.job_dir, "checkpoints"),
+        workspace.checkpoint_target,
         gan.checkpoint_objects(),
         config.keep_checkpoints,
         chief,
-        worker_id=getattr(resolver, "task_id", 0) or 0,
+        worker_id=worker_id,
+        scratch=workspace.checkpoint_scratch,
     )
     store.restore_latest()
     gan.apply_learning_rates()
     step = int(gan.step.numpy())
     if step >= config.train_steps:
         return TrainResult(step, "already_complete", store.latest, {}, gan.fingerprint())
+    if chief:
+        workspace.pull()
+        write_flags(workspace.job.path("flags.txt"))
+        workspace.push()
 
     dataset = strategy.distribute_datasets_from_function(
         data.make_dataset_fn(
@@ -102,7 +113,13 @@ def train(config: TrainConfig, should_stop: Callable[[], bool] = lambda: False) 
     iterator = iter(dataset)
     train_steps = gan.make_train_function()
     stop_any = _make_stop_consensus(strategy)
-    reporter = Reporter(config.job_dir, config.train_steps, config.batch_size, enabled=chief)
+    reporter = Reporter(
+        workspace.job.local,
+        workspace.logs_dir,
+        config.train_steps,
+        config.batch_size,
+        enabled=chief,
+    )
     sample_z, sample_labels = sample_inputs(config, manifest["digits"])
     reporter.start(step)
     totals = dict.fromkeys(METRICS, 0.0)
@@ -138,6 +155,8 @@ def train(config: TrainConfig, should_stop: Callable[[], bool] = lambda: False) 
             stop = stop_any(should_stop() or out_of_time)
             if step % config.checkpoint_every == 0 or done or stop:
                 store.save(step)
+                if chief:
+                    workspace.push()
             if stop and not done:
                 stopped_by = "signal" if should_stop() else "time"
                 break

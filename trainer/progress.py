@@ -47,7 +47,9 @@ def sample_name(step: int) -> str:
 class Reporter:
     """Writes progress into a local job directory (the chief's only)."""
 
-    def __init__(self, job_dir: str, total_steps: int, global_batch: int, enabled: bool = True):
+    def __init__(
+        self, job_dir: str, logs_dir: str, total_steps: int, global_batch: int, enabled: bool = True
+    ):
         self.job_dir = job_dir
         self.total_steps = total_steps
         self.global_batch = global_batch
@@ -59,10 +61,17 @@ class Reporter:
             import tensorflow as tf
 
             os.makedirs(os.path.join(job_dir, "samples"), exist_ok=True)
-            self._writer = tf.summary.create_file_writer(os.path.join(job_dir, "logs"))
+            self._writer = tf.summary.create_file_writer(logs_dir)
 
     def start(self, step: int) -> None:
+        """Begin (or resume) at ``step``: records logged after it by a killed run are dropped."""
         self._last_time, self._last_step = time.perf_counter(), step
+        path = os.path.join(self.job_dir, "metrics.jsonl")
+        if self.enabled and os.path.exists(path):
+            with open(path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+            with open(path, "w") as f:
+                f.writelines(kept)
 
     def log(self, step: int, metrics: dict[str, float], extra: dict | None = None) -> dict:
         """Report the mean metrics of the steps since the last report."""

@@ -103,6 +103,11 @@ def make_strategy(config: TrainConfig) -> tf.distribute.Strategy:
     return strategy
 
 
+def worker_id(strategy: tf.distribute.Strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return int(getattr(resolver, "task_id", 0) or 0) if resolver is not None else 0
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """The worker that writes shared artifacts (logs, samples, checkpoints' final copy)."""
     resolver = getattr(strategy, "cluster_resolver", None)

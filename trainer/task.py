@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+from common import storage
 from trainer import config as config_lib
 from trainer import losses, models
 
@@ -102,14 +103,35 @@ flags.DEFINE_integer("sample_every", _DEFAULTS.sample_every, "Steps between samp
 flags.DEFINE_integer(
     "steps_per_call", _DEFAULTS.steps_per_call, "Steps per tf.function call (less Python)."
 )
+flags.DEFINE_string(
+    "checkpoint_dir", "", "Checkpoints (default: JOB_DIR/checkpoints; Vertex: AIP_CHECKPOINT_DIR)."
+)
+flags.DEFINE_string(
+    "tensorboard_dir",
+    "",
+    "TensorBoard logs (default: JOB_DIR/logs; Vertex: AIP_TENSORBOARD_LOG_DIR).",
+)
+flags.DEFINE_string(
+    "scratch_dir", "", "Local working copy of gs:// outputs (default: a temp dir per job)."
+)
+
+# Vertex AI sets these for a CustomJob with a baseOutputDirectory: BASE/model, BASE/checkpoints,
+# BASE/logs. They fill the flags a user left unset.
+VERTEX_ENV = {
+    "job_dir": ("AIP_MODEL_DIR", lambda v: v.rstrip("/").rsplit("/", 1)[0]),
+    "checkpoint_dir": ("AIP_CHECKPOINT_DIR", lambda v: v.rstrip("/")),
+    "tensorboard_dir": ("AIP_TENSORBOARD_LOG_DIR", lambda v: v.rstrip("/")),
+}
 
 CONFIG_FIELDS = [f.name for f in dataclasses.fields(config_lib.TrainConfig)]
 
 
-def config_from_flags() -> config_lib.TrainConfig:
-    return config_lib.validate(
-        config_lib.TrainConfig(**{name: FLAGS[name].value for name in CONFIG_FIELDS})
-    )
+def config_from_flags(environ: dict[str, str] = os.environ) -> config_lib.TrainConfig:
+    values = {name: FLAGS[name].value for name in CONFIG_FIELDS}
+    for name, (variable, convert) in VERTEX_ENV.items():
+        if not values[name] and environ.get(variable):
+            values[name] = convert(environ[variable])
+    return config_lib.validate(config_lib.TrainConfig(**values))
 
 
 def flags_text() -> str:
@@ -153,12 +175,17 @@ def main(argv: Sequence[str]) -> None:
         sys.exit(f"trainer: error: unexpected arguments {' '.join(argv[1:])}")
     try:
         config = config_from_flags()
-        os.makedirs(config.job_dir, exist_ok=True)
-        from common import storage
-
-        storage.write_text(os.path.join(config.job_dir, "flags.txt"), flags_text())
-        result = loop.train(config, should_stop=StopOnSignal())
-    except (config_lib.ConfigError, data.DataError, loop.NonFiniteLossError) as e:
+        result = loop.train(
+            config,
+            should_stop=StopOnSignal(),
+            write_flags=lambda path: storage.write_text(path, flags_text()),
+        )
+    except (
+        config_lib.ConfigError,
+        data.DataError,
+        loop.NonFiniteLossError,
+        storage.StorageError,
+    ) as e:
         sys.exit(f"trainer: error: {e}")
     print(
         f"trainer: stopped at step {result.step} ({result.stopped_by}); "

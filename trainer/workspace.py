@@ -1,0 +1,63 @@
+"""Where a run writes: local working copies of its output directories, mirrored to their targets.
+
+The trainer always writes to local disk (TensorFlow's own gs:// filesystem cannot be pointed at
+an emulator, and local writes never block on the network); for gs:// targets the working copies
+live in a scratch directory and are pushed at every checkpoint. Vertex AI's ``AIP_CHECKPOINT_DIR``
+and ``AIP_TENSORBOARD_LOG_DIR`` arrive here as the checkpoint and TensorBoard targets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+
+from common import storage
+from trainer.config import TrainConfig
+
+CHECKPOINTS, LOGS = "checkpoints", "logs"
+
+
+def default_scratch(job_dir: str) -> str:
+    digest = hashlib.sha256(job_dir.encode()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), "gan-pipeline-scratch", digest)
+
+
+class Workspace:
+    def __init__(self, config: TrainConfig, worker_id: int = 0):
+        scratch = config.scratch_dir or default_scratch(config.job_dir)
+        if worker_id:
+            scratch = os.path.join(scratch, f"worker-{worker_id}")
+        self.data_dir = config.data_dir
+        self.job = storage.Mirror(config.job_dir, os.path.join(scratch, "job"))
+        self.checkpoint_target = config.checkpoint_dir or storage.join(config.job_dir, CHECKPOINTS)
+        self.checkpoint_scratch = os.path.join(scratch, CHECKPOINTS)
+        self.logs = (
+            storage.Mirror(config.tensorboard_dir, os.path.join(scratch, LOGS))
+            if config.tensorboard_dir
+            else None
+        )
+
+    @property
+    def logs_dir(self) -> str:
+        return self.logs.local if self.logs else self.job.path(LOGS)
+
+    def targets(self) -> list[str]:
+        targets = [self.data_dir, self.job.target, self.checkpoint_target]
+        return targets + ([self.logs.target] if self.logs else [])
+
+    def check_access(self) -> None:
+        """Missing buckets or permissions fail here, before any training."""
+        for target in self.targets():
+            storage.check_bucket(target)
+
+    def pull(self) -> None:
+        """Bring back a remote run's metrics, samples and logs (resuming on a fresh machine)."""
+        self.job.pull(exclude=(CHECKPOINTS + "/",))
+        if self.logs:
+            self.logs.pull()
+
+    def push(self) -> None:
+        self.job.push(exclude=(CHECKPOINTS + os.sep,))
+        if self.logs:
+            self.logs.push()
