@@ -124,6 +124,9 @@ def run(argv: Sequence[str]) -> str:
     output_dir = FLAGS.output_dir
     digits = parse_digits(FLAGS.digits)
     source_dir = FLAGS.source
+    for path in (output_dir, source_dir):
+        if path != sources.TFDS_SOURCE:
+            storage.check_bucket(path)
     if FLAGS.source == sources.TFDS_SOURCE:
         source_dir = sources.stage_tfds(
             storage.join(output_dir, "_staging", "tfds-idx"), FLAGS.tfds_data_dir
@@ -135,18 +138,33 @@ def run(argv: Sequence[str]) -> str:
         logging.info("%s already holds this data set; nothing to do", manifest_path)
         return manifest_path
     storage.makedirs(output_dir)
-    with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
-        transforms.build(
-            pipeline,
-            files,
-            counts,
-            output_dir,
-            header,
-            digits,
-            FLAGS.num_shards,
-            FLAGS.compression,
-        )
+    try:
+        with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
+            transforms.build(
+                pipeline,
+                files,
+                counts,
+                output_dir,
+                header,
+                digits,
+                FLAGS.num_shards,
+                FLAGS.compression,
+            )
+    except Exception as e:
+        raise PreprocessError(f"beam job failed: {_root_cause(e)}") from e
     return manifest_path
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost one-line reason of a runner's wrapped worker error."""
+    for known in (storage.StorageError, sources.SourceError, OSError):
+        cause: BaseException | None = error
+        while cause is not None:
+            if isinstance(cause, known):
+                return str(cause).splitlines()[0]
+            cause = cause.__cause__ or cause.__context__
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def main(argv: Sequence[str]) -> None:

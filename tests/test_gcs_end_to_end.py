@@ -1,0 +1,160 @@
+"""Every stage against a real GCS server (gcp-storage-emulator on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from common import storage
+from tests import helpers
+from tests.gcs import BUCKET
+from tests.trainer.test_task import SMALL, final_fingerprint, start, train
+
+TRAIN_ARGS = ["--train_steps=24", "--checkpoint_every=4", "--deterministic", "--steps_per_call=1"]
+
+
+@pytest.fixture
+def bucket_data(gcs, tmp_path) -> str:
+    """Tiny MNIST IDX files uploaded to the bucket, preprocessed bucket to bucket."""
+    source = helpers.tiny_mnist(str(tmp_path / "idx"), n_train=256, n_test=64)
+    for name in os.listdir(source):
+        storage.put_file(os.path.join(source, name), f"gs://{BUCKET}/idx/{name}")
+    out = f"gs://{BUCKET}/data"
+    proc = helpers.run_module(
+        "preprocessing.run", f"--source=gs://{BUCKET}/idx", f"--output_dir={out}", "--num_shards=2"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def remote_latest(gcs, job: str) -> int:
+    names = gcs.list(f"{job}/checkpoints/")
+    if f"{job}/checkpoints/checkpoint" not in names:
+        return 0
+    text = gcs.read(f"{job}/checkpoints/checkpoint").decode()
+    return int(text.split('"')[1].rsplit("-", 1)[1])
+
+
+def assert_committed_checkpoint_complete(gcs, job: str) -> int:
+    step = remote_latest(gcs, job)
+    names = gcs.list(f"{job}/checkpoints/ckpt-{step}.")
+    assert f"{job}/checkpoints/ckpt-{step}.index" in names
+    assert any(".data-" in n for n in names)
+    return step
+
+
+def test_preprocessing_reads_and_writes_the_bucket(gcs, bucket_data):
+    manifest = json.loads(gcs.read("data/manifest.json"))
+    assert manifest["splits"]["train"]["num_examples"] == 256
+    files = manifest["splits"]["train"]["files"] + manifest["splits"]["test"]["files"]
+    assert sorted([*(f"data/{f}" for f in files), "data/manifest.json"]) == gcs.list("data/")
+    assert manifest["source"] == f"gs://{BUCKET}/idx"
+
+
+def test_training_in_the_bucket_survives_sigkill_and_resumes_on_a_fresh_machine(
+    gcs, bucket_data, tmp_path
+):
+    reference = train(
+        bucket_data, f"gs://{BUCKET}/reference", *TRAIN_ARGS, f"--scratch_dir={tmp_path / 's0'}"
+    )
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    job = f"gs://{BUCKET}/job"
+    proc = start(bucket_data, job, *TRAIN_ARGS, f"--scratch_dir={tmp_path / 's1'}")
+    deadline = time.monotonic() + 300
+    while remote_latest(gcs, "job") < 8 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = assert_committed_checkpoint_complete(gcs, "job")
+    assert 8 <= killed_at < 24
+    # A fresh machine: a new, empty scratch directory; everything comes from the bucket.
+    resumed = train(bucket_data, job, *TRAIN_ARGS, f"--scratch_dir={tmp_path / 'fresh'}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert final_fingerprint(resumed.stdout) == final_fingerprint(reference.stdout)
+    assert remote_latest(gcs, "job") == 24
+    kept = {n.rsplit("/", 1)[1].split(".")[0] for n in gcs.list("job/checkpoints/ckpt-")}
+    assert kept == {"ckpt-16", "ckpt-20", "ckpt-24"}  # --keep_checkpoints=3
+    steps = [
+        json.loads(line)["step"] for line in gcs.read("job/metrics.jsonl").decode().splitlines()
+    ]
+    assert steps == list(range(2, 25, 2))
+    assert "job/flags.txt" in gcs.list("job/")
+    assert any(n.startswith("job/logs/events.out.tfevents") for n in gcs.list("job/logs/"))
+
+
+def test_outage_during_upload_keeps_the_last_commit_and_resumes_after(gcs, bucket_data, tmp_path):
+    job = f"gs://{BUCKET}/job"
+    args = [*TRAIN_ARGS, "--train_steps=400", "--checkpoint_every=2"]
+    proc = start(bucket_data, job, *args, f"--scratch_dir={tmp_path / 's'}")
+    deadline = time.monotonic() + 300
+    while remote_latest(gcs, "job") < 4 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    gcs.stop()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    line = [ln for ln in err.splitlines() if ln.strip()][-1]
+    assert line.startswith(f"trainer: error: gs://{BUCKET}: "), err[-3000:]
+    assert "failed after retries" in line
+    gcs.start()
+    committed = assert_committed_checkpoint_complete(gcs, "job")
+    assert committed >= 4
+    local = tmp_path / "s" / "checkpoints"
+    assert any(n.startswith("ckpt-") for n in os.listdir(local))  # the local copy is kept
+    resumed = train(bucket_data, job, *args, "--train_steps=12", f"--scratch_dir={tmp_path / 'f'}")
+    if committed >= 12:
+        assert "(already_complete)" in resumed.stdout
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert remote_latest(gcs, "job") >= 12
+
+
+def test_unknown_bucket_fails_fast_with_one_line(gcs, bucket_data, tmp_path):
+    proc = train(bucket_data, "gs://no-such-bucket/job", "--train_steps=2")
+    assert proc.returncode != 0
+    assert helpers.error_line(proc) == (
+        "trainer: error: gs://no-such-bucket: bucket does not exist "
+        "(needed for gs://no-such-bucket/job)"
+    )
+    pre = helpers.run_module(
+        "preprocessing.run", f"--source={helpers.BUNDLED_MNIST}", "--output_dir=gs://nope/data"
+    )
+    assert pre.returncode != 0
+    assert helpers.error_line(pre).endswith(
+        "gs://nope: bucket does not exist (needed for gs://nope/data)"
+    )
+
+
+def test_vertex_environment_sets_the_output_directories(gcs, bucket_data, tmp_path):
+    env = {
+        "AIP_MODEL_DIR": f"gs://{BUCKET}/vertex/model/",
+        "AIP_CHECKPOINT_DIR": f"gs://{BUCKET}/vertex/checkpoints/",
+        "AIP_TENSORBOARD_LOG_DIR": f"gs://{BUCKET}/tb/run1/",
+    }
+    proc = helpers.run_module(
+        "trainer.task",
+        f"--data_dir={bucket_data}",
+        *SMALL,
+        "--train_steps=2",
+        "--checkpoint_every=2",
+        f"--scratch_dir={tmp_path / 's'}",
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "vertex/checkpoints/ckpt-2.index" in gcs.list("vertex/checkpoints/")
+    assert "vertex/metrics.jsonl" in gcs.list("vertex/")
+    assert any(n.startswith("tb/run1/events.out.tfevents") for n in gcs.list("tb/run1/"))
+
+
+def test_gcs_fuse_paths_are_plain_local_paths(tiny_data_dir, tmp_path):
+    """Vertex mounts buckets at /gcs/BUCKET; such paths go through the local code path."""
+    assert not storage.is_gcs("/gcs/bucket/job")
+    mirror = storage.Mirror("/gcs-like/job", str(tmp_path))
+    assert mirror.local == "/gcs-like/job" and not mirror.remote
+    np.testing.assert_equal(storage.join("/gcs/b", "x"), "/gcs/b/x")
