@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 LOCK_HASH := $(shell cat requirements.lock | sha256sum | cut -c1-12)
 VENV ?= $(HOME)/.cache/gan-pipeline/venv-$(LOCK_HASH)
 OUTPUT_DIR ?= runs/quickstart
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
