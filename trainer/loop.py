@@ -154,9 +154,11 @@ def train(
             )
             stop = stop_any(should_stop() or out_of_time)
             if step % config.checkpoint_every == 0 or done or stop:
-                store.save(step)
+                # Artifacts first, so a committed checkpoint never has fewer metrics than steps;
+                # extra records beyond a checkpoint are dropped when a resumed run starts.
                 if chief:
                     workspace.push()
+                store.save(step)
             if stop and not done:
                 stopped_by = "signal" if should_stop() else "time"
                 break
