@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from common import schema, storage
-from preprocessing import idx, sources
+from preprocessing import JOB_FLAGS, idx, sources
 
 BUNDLED_MNIST = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "mnist"
@@ -45,6 +45,9 @@ flags.DEFINE_string(
     "tensorflow-datasets data_dir for --source=tfds (tfds's default if unset).",
 )
 flags.mark_flag_as_required("output_dir")
+assert set(JOB_FLAGS) | {"output_dir"} == {
+    f.name for f in FLAGS.get_flags_for_module(sys.modules[__name__])
+}, "keep preprocessing.JOB_FLAGS in sync with the flags defined here"
 
 
 class PreprocessError(ValueError):

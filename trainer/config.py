@@ -49,6 +49,9 @@ class TrainConfig:
     checkpoint_dir: str = ""  # default: job_dir/checkpoints (Vertex: AIP_CHECKPOINT_DIR)
     tensorboard_dir: str = ""  # default: job_dir/logs (Vertex: AIP_TENSORBOARD_LOG_DIR)
     scratch_dir: str = ""  # local working copy for gs:// targets; default: a temp dir per job
+    eval_every: int = 0  # 0: no evaluation during training
+    eval_samples: int = 10_000
+    classifier_dir: str = ""  # cache of evaluation classifiers; default: a temp dir
 
     @property
     def gan_loss(self) -> losses.GanLoss:
@@ -62,6 +65,38 @@ class TrainConfig:
             width=self.model_width,
             dropout=self.d_dropout,
         )
+
+
+def from_flags_text(text: str, where: str) -> TrainConfig:
+    """Rebuild a run's config from its ``flags.txt`` (``--name=value`` / ``--[no]name`` lines)."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    values: dict = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("--"):
+            continue
+        name, has_value, raw = line[2:].partition("=")
+        if not has_value:
+            negated = name.startswith("no") and name[2:] in fields
+            name, raw = (name[2:], "false") if negated else (name, "true")
+        if name not in fields:
+            continue
+        kind = str(fields[name].type)
+        try:
+            if "bool" in kind:
+                values[name] = raw.lower() in ("true", "1")
+            elif "int" in kind:
+                values[name] = int(raw)
+            elif "float" in kind:
+                values[name] = float(raw) if raw not in ("", "None") else None
+            else:
+                values[name] = raw
+        except ValueError as e:
+            raise ConfigError(f"{where}: --{name}={raw} is not a valid {kind}") from e
+    missing = [n for n in ("data_dir", "job_dir") if not values.get(n)]
+    if missing:
+        raise ConfigError(f"{where}: no --{missing[0]}; not a trainer flags file")
+    return validate(TrainConfig(**values))
 
 
 MIXED_PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -124,4 +159,6 @@ def validate(config: TrainConfig) -> TrainConfig:
     for name in ("checkpoint_every", "log_every", "sample_every", "steps_per_call"):
         _check(getattr(config, name) >= 1, f"--{name} must be >= 1")
     _check(config.keep_checkpoints >= 1, "--keep_checkpoints must be >= 1")
+    _check(config.eval_every >= 0, "--eval_every must be >= 0 (0: off)")
+    _check(config.eval_samples >= 100, "--eval_samples must be >= 100")
     return config

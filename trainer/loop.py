@@ -62,7 +62,8 @@ def _setup_numerics(config: TrainConfig) -> None:
 def _next_event(step: int, config: TrainConfig) -> int:
     """The next step at which the loop must look at results (log, sample, checkpoint, end)."""
     candidates = [config.train_steps, step + config.steps_per_call]
-    for every in (config.log_every, config.sample_every, config.checkpoint_every):
+    cadences = [config.log_every, config.sample_every, config.checkpoint_every]
+    for every in cadences + ([config.eval_every] if config.eval_every else []):
         candidates.append((step // every + 1) * every)
     return min(candidates)
 
@@ -121,6 +122,7 @@ def train(
         enabled=chief,
     )
     sample_z, sample_labels = sample_inputs(config, manifest["digits"])
+    evaluate = _make_evaluator(config, manifest, gan) if chief and config.eval_every else None
     reporter.start(step)
     totals = dict.fromkeys(METRICS, 0.0)
     steps_since_log = 0
@@ -149,6 +151,8 @@ def train(
                 totals, steps_since_log = dict.fromkeys(METRICS, 0.0), 0
             if step % config.sample_every == 0 or done:
                 reporter.samples(step, gan.sample(sample_z, sample_labels))
+            if evaluate is not None and (step % config.eval_every == 0 or done):
+                last_metrics.update(reporter.log_eval(step, evaluate()))
             out_of_time = (
                 config.max_minutes > 0 and (time.monotonic() - started) > config.max_minutes * 60
             )
@@ -165,6 +169,26 @@ def train(
     finally:
         reporter.close()
     return TrainResult(step, stopped_by, store.latest, last_metrics, gan.fingerprint())
+
+
+def _make_evaluator(config: TrainConfig, manifest: dict, gan: Gan) -> Callable[[], dict]:
+    """The export's evaluator, run on the sampler every --eval_every steps."""
+    from trainer import classifier as classifier_lib
+    from trainer import evaluation
+
+    classifier = classifier_lib.load_or_train(
+        config.classifier_dir or classifier_lib.DEFAULT_CACHE, config.data_dir, manifest
+    )
+    test = data.load_split(config.data_dir, manifest, "test")
+    return lambda: evaluation.evaluate_generator(
+        gan.sample,
+        classifier,
+        test.images,
+        config.latent_dim,
+        manifest["digits"],
+        config.conditional,
+        num_samples=config.eval_samples,
+    )
 
 
 def _make_stop_consensus(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:

@@ -97,16 +97,34 @@ class Reporter:
             f"D(x) {record['d_real']:.3f}  D(G(z)) {record['d_fake']:.3f}",
             flush=True,
         )
-        with open(os.path.join(self.job_dir, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self._append(record)
+        return record
+
+    def log_eval(self, step: int, metrics: dict[str, float]) -> dict:
+        """Evaluation results: one ``eval_*`` record in metrics.jsonl and TensorBoard."""
+        record = {"step": step, "kimg": step * self.global_batch / 1000.0}
+        record.update({f"eval_{k}": float(v) for k, v in metrics.items()})
+        if self.enabled:
+            print(
+                f"eval {step:>7d}  FD {metrics['frechet_distance']:.3f}  "
+                f"score {metrics['classifier_score']:.2f}  "
+                f"min class {metrics['min_class_share']:.3f}  "
+                f"precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}",
+                flush=True,
+            )
+            self._append(record)
+        return record
+
+    def _append(self, record: dict) -> None:
         import tensorflow as tf
 
-        with self._writer.as_default(step=step):
+        with open(os.path.join(self.job_dir, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        with self._writer.as_default(step=record["step"]):
             for key, value in record.items():
                 if key != "step" and isinstance(value, float):
                     tf.summary.scalar(key, value)
         self._writer.flush()
-        return record
 
     def samples(self, step: int, images: np.ndarray, rows: int = 10) -> str | None:
         """Write a PNG grid to samples/ and the same grid to TensorBoard."""

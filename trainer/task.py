@@ -115,6 +115,14 @@ flags.DEFINE_string(
     "scratch_dir", "", "Local working copy of gs:// outputs (default: a temp dir per job)."
 )
 
+flags.DEFINE_integer(
+    "eval_every", _DEFAULTS.eval_every, "Steps between evaluations (FD, scores); 0: off."
+)
+flags.DEFINE_integer("eval_samples", _DEFAULTS.eval_samples, "Samples per evaluation.")
+flags.DEFINE_string(
+    "classifier_dir", "", "Cache of evaluation classifiers (default: a temp dir; local or gs://)."
+)
+
 # Vertex AI sets these for a CustomJob with a baseOutputDirectory: BASE/model, BASE/checkpoints,
 # BASE/logs. They fill the flags a user left unset.
 VERTEX_ENV = {

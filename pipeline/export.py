@@ -1,0 +1,197 @@
+r"""Export a trained generator: SavedModel, metrics, gallery, model card.
+
+    python -m pipeline.export --job_dir=/tmp/run/job --export_dir=/tmp/run/export
+
+``EXPORT_DIR`` receives ``generator/`` (SavedModel; ``serving_default``: ``z`` float32
+[batch, latent_dim] (+ ``label`` int32 [batch]) → ``images`` float32 [batch, 28, 28, 1] in
+[-1, 1]), ``metrics.json``, ``flags.txt``, ``manifest.json``, ``README.md`` and ``gallery/``.
+Everything is assembled in a local staging directory and published with ``metrics.json`` last:
+its presence marks a complete export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from absl import app, flags
+
+from common import schema, storage
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("job_dir", None, "The training job directory (local or gs://).")
+flags.DEFINE_string("export_dir", None, "Where to write the export (local or gs://).")
+flags.DEFINE_string(
+    "classifier_dir",
+    "",
+    "Cache of evaluation classifiers, one per data set fingerprint (default: a temp dir).",
+)
+flags.DEFINE_integer("eval_samples", 10_000, "Generated samples the metrics are computed on.")
+
+METRICS_FILE = "metrics.json"
+GENERATOR_DIR = "generator"
+
+
+class ExportError(ValueError):
+    """A one-line reason the export cannot be made; nothing was overwritten."""
+
+
+def _restore_generator(job_dir: str):
+    import tensorflow as tf
+
+    from trainer import config as config_lib
+    from trainer.checkpoint import CheckpointStore
+    from trainer.gan import Gan
+    from trainer.workspace import Workspace
+
+    flags_path = storage.join(job_dir, "flags.txt")
+    if not storage.exists(flags_path):
+        raise ExportError(f"{flags_path}: not found; is {job_dir} a training job directory?")
+    config = config_lib.from_flags_text(storage.read_text(flags_path), flags_path)
+    config = dataclasses.replace(config, job_dir=job_dir, strategy="default", cpu_replicas=0)
+    gan = Gan(config, schema.NUM_CLASSES, tf.distribute.get_strategy())
+    workspace = Workspace(config)
+    store = CheckpointStore(
+        workspace.checkpoint_target,
+        gan.checkpoint_objects(),
+        1,
+        scratch=workspace.checkpoint_scratch,
+    )
+    try:
+        checkpoint = store.restore_latest()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        reason = str(e).strip().splitlines()[0][:200]
+        raise ExportError(
+            f"{store.latest}: does not match --architecture={config.architecture} "
+            f"--model_width={config.model_width} in {flags_path} ({reason})"
+        ) from e
+    if checkpoint is None:
+        raise ExportError(f"{workspace.checkpoint_target}: no checkpoint; train first")
+    return config, gan, checkpoint, int(gan.step.numpy())
+
+
+def save_generator(gan, latent_dim: int, conditional: bool, path: str) -> None:
+    """A SavedModel that loads with plain ``tf.saved_model.load``, no project code."""
+    import keras
+    import tensorflow as tf
+
+    sampler = gan.sampler
+    archive = keras.export.ExportArchive()
+    archive.track(sampler)
+    z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
+    if conditional:
+
+        @tf.function
+        def serve(z, label):
+            return {"images": sampler([z, label], training=False)}
+
+        signature = [z_spec, tf.TensorSpec([None], tf.int32, name="label")]
+    else:
+
+        @tf.function
+        def serve(z):
+            return {"images": sampler([z], training=False)}
+
+        signature = [z_spec]
+    archive.add_endpoint("serving_default", serve, input_signature=signature)
+    archive.write_out(path, verbose=False)
+
+
+def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int) -> dict:
+    """Run the export; return the metrics written to ``metrics.json``."""
+    from pipeline import gallery, model_card
+    from trainer import classifier as classifier_lib
+    from trainer import data, evaluation
+
+    for path in (job_dir, export_dir, classifier_dir or "."):
+        storage.check_bucket(path)
+    config, gan, checkpoint, step = _restore_generator(job_dir)
+    fingerprint = gan.fingerprint()
+    existing = storage.join(export_dir, METRICS_FILE)
+    if storage.exists(existing):
+        previous = json.loads(storage.read_text(existing))
+        if previous.get("weights_sha256") == fingerprint:
+            return previous
+        raise ExportError(
+            f"{export_dir}: already holds another model (step {previous.get('step')}, weights "
+            f"{str(previous.get('weights_sha256'))[:12]}…); choose another --export_dir"
+        )
+    manifest = data.read_manifest(config.data_dir)
+    classifier = classifier_lib.load_or_train(
+        classifier_dir or classifier_lib.DEFAULT_CACHE, config.data_dir, manifest
+    )
+    test = data.load_split(config.data_dir, manifest, "test")
+    train = data.load_split(config.data_dir, manifest, "train")
+    num_samples = min(eval_samples, evaluation.NUM_SAMPLES)
+    metrics = {
+        "step": step,
+        "checkpoint": checkpoint,
+        "weights_sha256": fingerprint,
+        "generator": "ema" if gan.ema_generator is not None else "live",
+        "num_samples": num_samples,
+        "classifier_test_accuracy": classifier.test_accuracy,
+        "model": evaluation.evaluate_generator(
+            lambda z, y: gan.sample(z, y),
+            classifier,
+            test.images,
+            config.latent_dim,
+            manifest["digits"],
+            config.conditional,
+            num_samples=num_samples,
+        ),
+        "real_floor": evaluation.real_floor(classifier, train.images, test.images, num_samples),
+    }
+    with tempfile.TemporaryDirectory(prefix="gan-export-") as staging:
+        save_generator(
+            gan, config.latent_dim, config.conditional, os.path.join(staging, GENERATOR_DIR)
+        )
+        gallery.write(os.path.join(staging, "gallery"), gan, config, manifest, metrics, job_dir)
+        with open(os.path.join(staging, "README.md"), "w") as f:
+            f.write(model_card.render(config, manifest, metrics))
+        storage.copy_file(storage.join(job_dir, "flags.txt"), os.path.join(staging, "flags.txt"))
+        with open(os.path.join(staging, "manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=2, sort_keys=True)
+        publish(staging, export_dir)
+    storage.write_text(existing, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def publish(staging: str, export_dir: str) -> None:
+    for rel in sorted(storage.walk_files(staging)):
+        target = storage.join(export_dir, *rel.split(os.sep))
+        if storage.is_gcs(export_dir):
+            storage.upload_file(os.path.join(staging, rel), target)
+        else:
+            storage.copy_file(os.path.join(staging, rel), target)
+
+
+def main(argv: Sequence[str]) -> None:
+    from trainer import classifier, config, data
+
+    if not FLAGS.job_dir or not FLAGS.export_dir:
+        sys.exit("export: error: --job_dir and --export_dir are required")
+    try:
+        metrics = export(FLAGS.job_dir, FLAGS.export_dir, FLAGS.classifier_dir, FLAGS.eval_samples)
+    except (
+        ExportError,
+        config.ConfigError,
+        data.DataError,
+        classifier.ClassifierError,
+        storage.StorageError,
+    ) as e:
+        sys.exit(f"export: error: {e}")
+    model, floor = metrics["model"], metrics["real_floor"]
+    print(
+        f"export: {FLAGS.export_dir} (step {metrics['step']}): Fréchet distance "
+        f"{model['frechet_distance']:.3f} (real data {floor['frechet_distance']:.3f}), classifier "
+        f"score {model['classifier_score']:.2f} ({floor['classifier_score']:.2f}), smallest class "
+        f"{model['min_class_share']:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

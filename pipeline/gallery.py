@@ -1,0 +1,144 @@
+"""The sample gallery: one self-contained HTML page with the PNGs beside it.
+
+A 10×10 grid of samples (rows = digits for a conditional model), the grids saved during training
+in order, loss and metric curves, the metrics table with the real-data reference, a latent
+interpolation strip, and the run's settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import os
+
+import numpy as np
+
+from common import storage
+from trainer import progress
+from trainer.loop import sample_inputs
+
+CURVES = (
+    ("losses", ("d_loss", "g_loss")),
+    ("discriminator outputs", ("d_real", "d_fake")),
+    ("Fréchet distance (eval)", ("eval_frechet_distance",)),
+    ("classifier score (eval)", ("eval_classifier_score",)),
+)
+
+
+def _slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    cos = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if omega < 1e-6:
+        return (1 - t) * a + t * b
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+def interpolation_inputs(
+    latent_dim: int, digits: list[int], rows: int = 5, steps: int = 10, seed: int = 99
+):
+    """``rows`` spherical interpolations between random latents, ``steps`` images each."""
+    rng = np.random.default_rng(seed)
+    ends = rng.standard_normal((rows, 2, latent_dim))
+    z = np.stack([_slerp(a, b, t) for a, b in ends for t in np.linspace(0, 1, steps)])
+    labels = np.repeat(np.asarray(digits, np.int32)[np.arange(rows) % len(digits)], steps)
+    return z.astype(np.float32), labels
+
+
+def _read_metrics(job_dir: str) -> list[dict]:
+    path = storage.join(job_dir, "metrics.jsonl")
+    if not storage.exists(path):
+        return []
+    return [json.loads(line) for line in storage.read_text(path).splitlines() if line.strip()]
+
+
+def plot_curves(records: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    panels = [(title, keys) for title, keys in CURVES if any(k in r for r in records for k in keys)]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.5 * max(len(panels), 1), 3.2))
+    for ax, (title, keys) in zip(np.atleast_1d(axes), panels, strict=False):
+        for key in keys:
+            points = [(r["kimg"], r[key]) for r in records if key in r]
+            if points:
+                ax.plot(*zip(*points, strict=True), label=key)
+        ax.set_title(title)
+        ax.set_xlabel("kimg")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _metrics_rows(metrics: dict) -> str:
+    rows = []
+    for key, value in metrics["model"].items():
+        floor = metrics["real_floor"].get(key)
+        floor_text = f"{floor:.4f}" if isinstance(floor, float) else "—"
+        rows.append(
+            f"<tr><td>{html.escape(key)}</td><td>{value:.4f}</td><td>{floor_text}</td></tr>"
+        )
+    return "\n".join(rows)
+
+
+def write(out_dir: str, gan, config, manifest: dict, metrics: dict, job_dir: str) -> str:
+    """Render the gallery into local ``out_dir``; return the path of index.html."""
+    os.makedirs(os.path.join(out_dir, "progress"), exist_ok=True)
+    digits = manifest["digits"]
+    z, labels = sample_inputs(config, digits)
+    with open(os.path.join(out_dir, "samples.png"), "wb") as f:
+        f.write(progress.png_bytes(progress.image_grid(gan.sample(z, labels), rows=10), scale=3))
+    z, labels = interpolation_inputs(config.latent_dim, digits)
+    with open(os.path.join(out_dir, "interpolation.png"), "wb") as f:
+        f.write(progress.png_bytes(progress.image_grid(gan.sample(z, labels), rows=5), scale=3))
+    progress_images = []
+    for path in storage.list_files(storage.join(job_dir, "samples")):
+        name = path.rsplit("/", 1)[1]
+        storage.download_file(path, os.path.join(out_dir, "progress", name))
+        progress_images.append(name)
+    records = _read_metrics(job_dir)
+    plot_curves(records, os.path.join(out_dir, "curves.png"))
+    settings = "\n".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+        for k, v in dataclasses.asdict(config).items()
+    )
+    progress_html = "\n".join(
+        f'<figure><img src="progress/{html.escape(n)}" alt="{html.escape(n)}">'
+        f"<figcaption>step {int(n.split('-')[1].split('.')[0])}</figcaption></figure>"
+        for n in sorted(progress_images)
+    )
+    row_note = "rows are the digits 0–9" if config.conditional else "unconditional samples"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>GAN gallery: {html.escape(config.architecture)} / {html.escape(config.loss)}, step {metrics["step"]}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+img {{ image-rendering: pixelated; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
+.strip {{ display: flex; flex-wrap: wrap; gap: 8px; }} figure {{ margin: 0; }}
+.strip img {{ width: 140px; }} figcaption {{ font-size: 12px; text-align: center; }}
+</style></head><body>
+<h1>{html.escape(config.architecture)} GAN, {html.escape(config.loss)} loss — step {metrics["step"]}</h1>
+<h2>Samples</h2><p>10×10 samples from fixed latents ({row_note}), {metrics["generator"]} generator.</p>
+<img src="samples.png" alt="final samples" width="504">
+<h2>Metrics</h2>
+<p>On {metrics["num_samples"]} samples against the test split, in the feature space of a classifier with
+{metrics["classifier_test_accuracy"]:.4f} test accuracy. The real-data floor compares training images with the test split.</p>
+<table><tr><th>metric</th><th>model</th><th>real data</th></tr>
+{_metrics_rows(metrics)}
+</table>
+<h2>Training curves</h2><img src="curves.png" alt="training curves">
+<h2>How the digits formed</h2><div class="strip">{progress_html}</div>
+<h2>Latent interpolation</h2><p>Each row walks a great circle between two random latents.</p>
+<img src="interpolation.png" alt="latent interpolation" width="504">
+<h2>Settings</h2><table>{settings}</table>
+</body></html>
+"""
+    index = os.path.join(out_dir, "index.html")
+    with open(index, "w") as f:
+        f.write(page)
+    return index

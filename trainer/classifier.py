@@ -1,0 +1,124 @@
+"""The evaluator's feature extractor: a small MNIST classifier, trained once per data set.
+
+Inception features are neither available offline nor meaningful for 28×28 digits, so the
+pipeline trains its own classifier on the training split and uses its penultimate layer as the
+feature space (Fréchet distance, precision/recall) and its softmax as p(y|x) (classifier score,
+coverage). It is cached by the data manifest's fingerprint: the same data set never trains it
+twice, and a different one never reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import keras
+import numpy as np
+from keras import layers
+
+from common import schema, storage
+from trainer import data
+
+MODEL_FILE = "classifier.keras"
+INFO_FILE = "classifier.json"
+FEATURE_LAYER = "features"
+MIN_ACCURACY = 0.99
+DEFAULT_CACHE = os.path.join(tempfile.gettempdir(), "gan-pipeline-classifiers")
+
+
+class ClassifierError(RuntimeError):
+    """The classifier could not be trained to the accuracy the metrics rely on."""
+
+
+def build(seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(schema.IMAGE_SHAPE)
+    x = inputs
+    for filters in (32, 64):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.3)(x)
+    features = layers.Dense(128, activation="relu", name=FEATURE_LAYER)(x)
+    logits = layers.Dense(schema.NUM_CLASSES, name="logits")(layers.Dropout(0.3)(features))
+    return keras.Model(inputs, logits, name="mnist_classifier")
+
+
+def cache_dir(root: str, manifest: dict) -> str:
+    return storage.join(root, manifest["fingerprint"][:16])
+
+
+class Classifier:
+    """Features and class probabilities of images in [-1, 1]."""
+
+    def __init__(self, model: keras.Model, test_accuracy: float):
+        self.model = model
+        self.test_accuracy = test_accuracy
+        self._extractor = keras.Model(
+            model.input, [model.get_layer(FEATURE_LAYER).output, model.output]
+        )
+
+    def features_and_probs(
+        self, images: np.ndarray, batch: int = 1000
+    ) -> tuple[np.ndarray, np.ndarray]:
+        feats, probs = [], []
+        for start in range(0, len(images), batch):
+            f, logits = self._extractor(images[start : start + batch], training=False)
+            feats.append(np.asarray(f, np.float64))
+            probs.append(np.asarray(keras.ops.softmax(logits), np.float64))
+        return np.concatenate(feats), np.concatenate(probs)
+
+
+def train(data_dir: str, manifest: dict, epochs: int = 3, seed: int = 0) -> Classifier:
+    train_split = data.load_split(data_dir, manifest, "train")
+    test_split = data.load_split(data_dir, manifest, "test")
+    model = build(seed)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(
+        train_split.images,
+        train_split.labels,
+        batch_size=128,
+        epochs=epochs,
+        shuffle=True,
+        verbose=0,
+    )
+    _, accuracy = model.evaluate(test_split.images, test_split.labels, batch_size=1000, verbose=0)
+    return Classifier(model, float(accuracy))
+
+
+def _accuracy_is_enforced(manifest: dict) -> bool:
+    """The 99% floor holds for full ten-class MNIST; tiny test sets only record their accuracy."""
+    train_split = manifest["splits"]["train"]
+    return len(manifest["digits"]) == schema.NUM_CLASSES and train_split["num_examples"] >= 50_000
+
+
+def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
+    """The cached classifier for this data set, training and caching it the first time."""
+    directory = cache_dir(root, manifest)
+    info_path = storage.join(directory, INFO_FILE)
+    if storage.exists(info_path):
+        info = json.loads(storage.read_text(info_path))
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, MODEL_FILE)
+            storage.download_file(storage.join(directory, MODEL_FILE), local)
+            model = keras.saving.load_model(local)
+        return Classifier(model, info["test_accuracy"])
+    classifier = train(data_dir, manifest)
+    if _accuracy_is_enforced(manifest) and classifier.test_accuracy < MIN_ACCURACY:
+        raise ClassifierError(
+            f"evaluation classifier reached {classifier.test_accuracy:.4f} test accuracy, "
+            f"below {MIN_ACCURACY}; its features would not be trustworthy"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, MODEL_FILE)
+        classifier.model.save(local)
+        storage.put_file(local, storage.join(directory, MODEL_FILE))
+    info = {"test_accuracy": classifier.test_accuracy, "data_fingerprint": manifest["fingerprint"]}
+    storage.write_text(info_path, json.dumps(info, indent=2) + "\n")  # written last: the commit
+    return classifier
