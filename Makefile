@@ -10,7 +10,7 @@ PYTEST_ARGS ?= -n 2
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test lint clean
+.PHONY: install browser run test lint clean
 
 install: $(VENV)/.installed
 
@@ -21,12 +21,18 @@ $(VENV)/.installed: requirements.lock
 	touch $@
 
 run: install
-	$(VENV)/bin/python -m preprocessing.run --source=data/mnist --output_dir=$(OUTPUT_DIR)/data
+	$(VENV)/bin/python -m pipeline.run --output_dir=$(OUTPUT_DIR)
 
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: lint
+# Debian's chromium renders the gallery in the browser test; installed when we may (root + apt).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "make: chromium is not installed; the gallery browser test will be skipped"
+
+test: lint browser
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:

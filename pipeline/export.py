@@ -44,7 +44,7 @@ def _restore_generator(job_dir: str):
     import tensorflow as tf
 
     from trainer import config as config_lib
-    from trainer.checkpoint import CheckpointStore
+    from trainer.checkpoint import CheckpointMismatchError, CheckpointStore
     from trainer.gan import Gan
     from trainer.workspace import Workspace
 
@@ -63,11 +63,10 @@ def _restore_generator(job_dir: str):
     )
     try:
         checkpoint = store.restore_latest()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        reason = str(e).strip().splitlines()[0][:200]
+    except CheckpointMismatchError as e:
         raise ExportError(
             f"{store.latest}: does not match --architecture={config.architecture} "
-            f"--model_width={config.model_width} in {flags_path} ({reason})"
+            f"--model_width={config.model_width} --latent_dim={config.latent_dim} in {flags_path}"
         ) from e
     if checkpoint is None:
         raise ExportError(f"{workspace.checkpoint_target}: no checkpoint; train first")

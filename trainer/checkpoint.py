@@ -19,6 +19,7 @@ import re
 import shutil
 
 import tensorflow as tf
+from absl import logging as absl_logging
 
 from common import storage
 
@@ -36,6 +37,10 @@ def _state_text(latest: str, kept: list[str]) -> str:
 def _latest_in_state(text: str) -> str | None:
     match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', text, re.MULTILINE)
     return os.path.basename(match.group(1)) if match else None
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model built from the flags (another architecture or size)."""
 
 
 class CheckpointStore:
@@ -84,7 +89,16 @@ class CheckpointStore:
                 if file_name.startswith(name + "."):
                     storage.download_file(remote_file, os.path.join(local_dir, file_name))
             local = os.path.join(local_dir, name)
-        self.checkpoint.restore(local).assert_existing_objects_matched()
+        try:
+            self.checkpoint.restore(local).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            # TF logs every unmatched value when the failed restore is garbage-collected; the
+            # one-line error below says it all.
+            absl_logging.set_verbosity(absl_logging.ERROR)
+            reason = str(e).strip().splitlines()[0][:160]
+            raise CheckpointMismatchError(
+                f"{latest}: does not match the model built from the flags ({reason})"
+            ) from e
         return latest
 
     def save(self, step: int) -> str:

@@ -178,6 +178,7 @@ class StopOnSignal:
 
 def main(argv: Sequence[str]) -> None:
     from trainer import data, loop
+    from trainer.checkpoint import CheckpointMismatchError
 
     if len(argv) > 1:
         sys.exit(f"trainer: error: unexpected arguments {' '.join(argv[1:])}")
@@ -193,6 +194,7 @@ def main(argv: Sequence[str]) -> None:
         data.DataError,
         loop.NonFiniteLossError,
         storage.StorageError,
+        CheckpointMismatchError,
     ) as e:
         sys.exit(f"trainer: error: {e}")
     print(

@@ -1,0 +1,230 @@
+"""The whole pipeline end to end on small real data, the exported model, metrics and gallery."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests import browser, helpers
+
+ARTIFACTS_DIR = os.environ.get(
+    "TEST_ARTIFACTS_DIR", os.path.join(helpers.REPO_ROOT, "runs", "test-artifacts")
+)
+TINY_TRAINING = [
+    "--train_steps=12",
+    "--batch_size=16",
+    "--model_width=8",
+    "--latent_dim=16",
+    "--log_every=4",
+    "--sample_every=4",
+    "--checkpoint_every=4",
+    "--eval_every=6",
+    "--eval_samples=200",
+]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("pipeline")
+    source = helpers.tiny_mnist(str(root / "idx"), n_train=512, n_test=128)
+    out = str(root / "run")
+    proc = helpers.run_module(
+        "pipeline.run",
+        f"--output_dir={out}",
+        f"--source={source}",
+        "--num_shards=2",
+        "--conditional",
+        *TINY_TRAINING,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "pipeline: done" in proc.stdout
+    return out
+
+
+def test_pipeline_writes_every_artifact(pipeline_run):
+    export = os.path.join(pipeline_run, "export")
+    for rel in [
+        "data/manifest.json",
+        "job/flags.txt",
+        "job/metrics.jsonl",
+        "job/checkpoints/ckpt-12.index",
+        "export/generator/saved_model.pb",
+        "export/metrics.json",
+        "export/flags.txt",
+        "export/manifest.json",
+        "export/README.md",
+        "export/gallery/index.html",
+        "export/gallery/samples.png",
+        "export/gallery/curves.png",
+        "export/gallery/interpolation.png",
+        "export/gallery/progress/step-00000012.png",
+    ]:
+        assert os.path.exists(os.path.join(pipeline_run, rel)), rel
+    with open(os.path.join(export, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["step"] == 12 and metrics["generator"] == "ema"
+    for key in (
+        "frechet_distance",
+        "classifier_score",
+        "class_entropy",
+        "min_class_share",
+        "precision",
+        "recall",
+        "label_accuracy",
+    ):
+        assert np.isfinite(metrics["model"][key]), key
+    assert metrics["real_floor"]["frechet_distance"] < metrics["model"]["frechet_distance"]
+    with open(os.path.join(pipeline_run, "job", "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    assert [r["step"] for r in records if "eval_frechet_distance" in r] == [6, 12]
+    with open(os.path.join(export, "README.md")) as f:
+        card = f.read()
+    assert 'signatures["serving_default"]' in card and "label" in card
+
+
+def test_rerun_skips_complete_stages(pipeline_run):
+    before = helpers.snapshot(os.path.join(pipeline_run, "export"))
+    proc = helpers.run_module(
+        "pipeline.run",
+        f"--output_dir={pipeline_run}",
+        "--conditional",
+        *TINY_TRAINING,
+        f"--source={os.path.join(os.path.dirname(pipeline_run), 'idx')}",
+        "--num_shards=2",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        "nothing to do" in proc.stderr or "already holds this data set" in proc.stderr + proc.stdout
+    )
+    assert "(already_complete)" in proc.stdout
+    assert helpers.snapshot(os.path.join(pipeline_run, "export")) == before
+
+
+def test_saved_model_loads_in_a_fresh_process_without_project_code(pipeline_run, tmp_path):
+    model_dir = os.path.join(pipeline_run, "export", "generator")
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        try:
+            import trainer
+            sys.exit("project code is importable")
+        except ImportError:
+            pass
+        import tensorflow as tf
+        serve = tf.saved_model.load({model_dir!r}).signatures["serving_default"]
+        out = serve(z=tf.random.normal([4, 16]), label=tf.constant([0, 1, 2, 9], tf.int32))
+        images = out["images"].numpy()
+        print(json.dumps({{"shape": list(images.shape), "dtype": str(images.dtype),
+                          "min": float(images.min()), "max": float(images.max())}}))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["shape"] == [4, 28, 28, 1] and result["dtype"] == "float32"
+    assert -1.0 <= result["min"] <= result["max"] <= 1.0
+
+
+@pytest.mark.skipif(browser.chromium_path() is None, reason="Debian's chromium is not installed")
+def test_gallery_renders_in_headless_chromium(pipeline_run):
+    index = os.path.join(pipeline_run, "export", "gallery", "index.html")
+    report = browser.inspect_page(f"file://{index}")
+    assert report.errors == []
+    sources = {image["src"] for image in report.images}
+    assert {"samples.png", "curves.png", "interpolation.png"} <= sources
+    assert any(src.startswith("progress/") for src in sources)
+    assert all(image["complete"] and image["width"] > 0 for image in report.images), report.images
+    os.makedirs(ARTIFACTS_DIR, exist_ok=True)
+    with open(os.path.join(ARTIFACTS_DIR, "gallery.png"), "wb") as f:
+        f.write(report.screenshot)
+    assert report.screenshot.startswith(b"\x89PNG")
+
+
+def _export(job_dir: str, export_dir: str):
+    return helpers.run_module(
+        "pipeline.export",
+        f"--job_dir={job_dir}",
+        f"--export_dir={export_dir}",
+        "--eval_samples=200",
+    )
+
+
+def test_export_of_a_job_without_checkpoint_fails_with_one_line(pipeline_run, tmp_path):
+    job = str(tmp_path / "job")
+    os.makedirs(job)
+    shutil.copy(os.path.join(pipeline_run, "job", "flags.txt"), job)
+    with open(os.path.join(job, "flags.txt")) as f:
+        text = f.read()
+    with open(os.path.join(job, "flags.txt"), "w") as f:
+        f.write(text.replace(os.path.join(pipeline_run, "job"), job))
+    proc = _export(job, str(tmp_path / "export"))
+    assert proc.returncode != 0
+    assert (
+        helpers.error_line(proc) == f"export: error: {job}/checkpoints: no checkpoint; train first"
+    )
+    assert not os.path.exists(tmp_path / "export")
+
+
+def test_checkpoint_of_another_architecture_is_reported(pipeline_run, tmp_path):
+    job = str(tmp_path / "job")
+    shutil.copytree(os.path.join(pipeline_run, "job"), job)
+    with open(os.path.join(job, "flags.txt")) as f:
+        text = f.read()
+    with open(os.path.join(job, "flags.txt"), "w") as f:
+        f.write(text.replace("--architecture=dcgan", "--architecture=dense"))
+    proc = _export(job, str(tmp_path / "export"))
+    assert proc.returncode != 0
+    line = helpers.error_line(proc)
+    assert line.startswith("export: error: ") and "does not match --architecture=dense" in line
+    assert not os.path.exists(tmp_path / "export")
+
+
+def test_export_dir_holding_another_model_is_not_overwritten(pipeline_run, tmp_path):
+    export = os.path.join(pipeline_run, "export")
+    before = helpers.snapshot(export)
+    job = str(tmp_path / "job")
+    shutil.copytree(os.path.join(pipeline_run, "job"), job)
+    with open(os.path.join(job, "flags.txt")) as f:
+        text = f.read().replace(os.path.join(pipeline_run, "job"), job)
+    with open(os.path.join(job, "flags.txt"), "w") as f:
+        f.write(text.replace("--train_steps=12", "--train_steps=14"))
+    trained = helpers.run_module("trainer.task", f"--flagfile={os.path.join(job, 'flags.txt')}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    proc = _export(job, export)
+    assert proc.returncode != 0
+    assert "already holds another model (step 12" in helpers.error_line(proc)
+    assert helpers.snapshot(export) == before
+
+
+def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tiny_data_dir, tmp_path):
+    from trainer import classifier as classifier_lib
+    from trainer import data, evaluation
+
+    manifest = data.read_manifest(tiny_data_dir)
+    classifier = classifier_lib.load_or_train(str(tmp_path / "cls"), tiny_data_dir, manifest)
+    train = data.load_split(tiny_data_dir, manifest, "train").images
+    test = data.load_split(tiny_data_dir, manifest, "test").images
+    real = evaluation.compare(classifier, test, train)
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(-1, 1, train.shape).astype(np.float32)
+    fake = evaluation.compare(classifier, test, noise)
+    assert real["frechet_distance"] * 10 < fake["frechet_distance"]
+    # A classifier trained on 512 images has blunt features; noise still lands far outside.
+    assert real["precision"] > 0.5 and fake["precision"] < real["precision"] / 3
+    assert real["recall"] > 0.5
+    assert real["classifier_score"] > 2 * fake["classifier_score"]
+    assert real["min_class_share"] > 0.03
+    again = evaluation.compare(classifier, test, train)
+    assert again == real  # reproducible
+    cached = classifier_lib.load_or_train(str(tmp_path / "cls"), tiny_data_dir, manifest)
+    assert evaluation.compare(cached, test, train) == pytest.approx(real)
