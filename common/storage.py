@@ -266,6 +266,18 @@ def copy_file(src: str, dst: str) -> None:
     write_bytes(dst, read_bytes(src))
 
 
+def copy_tree(src: str, dst: str, last: str | None = None) -> list[str]:
+    """Copy every file below ``src`` to ``dst`` (any mix of local and gs://); ``last`` goes last.
+
+    Writing a commit marker (``metrics.json``) last means a reader who sees it sees the rest.
+    """
+    files = list_tree(src)
+    ordered = [f for f in files if f != last] + ([last] if last in files else [])
+    for rel in ordered:
+        copy_file(join(src, *rel.split("/")), join(dst, *rel.split("/")))
+    return ordered
+
+
 def walk_files(root: str) -> Iterator[str]:
     """Every file below a local directory, as paths relative to it."""
     for dirpath, _, filenames in os.walk(root):

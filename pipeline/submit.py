@@ -1,0 +1,273 @@
+r"""Submit the pipeline's stages to Google Cloud: preprocessing to Dataflow, training to Vertex AI.
+
+    python -m pipeline.submit preprocess --project=P --region=R --bucket=B
+    python -m pipeline.submit train --project=P --region=R --bucket=B \
+        --accelerator=NVIDIA_L4:1 --replicas=1 [--tpu=v5litepod-8] [--dry_run] [-- TRAINER FLAGS]
+
+``--dry_run`` prints what would be submitted (the Dataflow command line, or the Vertex AI
+CustomJob as JSON) and exits. The CustomJob is built and validated with the API's own types
+(``google.cloud.aiplatform_v1.types.CustomJob``); its container args are trainer flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("project", None, "Google Cloud project id.")
+flags.DEFINE_string("region", "us-central1", "Region for Dataflow and Vertex AI.")
+flags.DEFINE_string("bucket", None, "Bucket for data, runs and staging (name, no gs://).")
+flags.DEFINE_string(
+    "image",
+    None,
+    "Container image (default: REGION-docker.pkg.dev/PROJECT/gan-pipeline/gan-pipeline:latest).",
+)
+flags.DEFINE_string("run_id", None, "Run name under gs://BUCKET/runs/ (default: UTC timestamp).")
+flags.DEFINE_string("source", "tfds", "preprocess: MNIST source (tfds, or gs:// IDX directory).")
+flags.DEFINE_string("machine_type", None, "train: VM type (default: by accelerator).")
+flags.DEFINE_string("accelerator", "", "train: TYPE:COUNT, e.g. NVIDIA_L4:1; empty for CPU.")
+flags.DEFINE_integer("replicas", 1, "train: machines; > 1 trains multi-worker (chief + workers).")
+flags.DEFINE_string("tpu", "", "train: a TPU slice, e.g. v5litepod-8 (instead of --accelerator).")
+flags.DEFINE_string("service_account", "", "train: service account the job runs as.")
+flags.DEFINE_string("tensorboard", "", "train: Vertex TensorBoard resource name, to stream logs.")
+flags.DEFINE_bool("dry_run", False, "Print the job and exit without submitting.")
+flags.DEFINE_bool("wait", False, "train: wait for the job to finish; non-zero exit if it fails.")
+
+# Vertex AI TPU slices: machine type and topology.
+TPU_MACHINES = {
+    "v5litepod-1": ("ct5lp-hightpu-1t", "1x1"),
+    "v5litepod-4": ("ct5lp-hightpu-4t", "2x2"),
+    "v5litepod-8": ("ct5lp-hightpu-8t", "2x4"),
+}
+# A machine type that takes each accelerator (per count up to 8 is the same family).
+GPU_MACHINES = {
+    "NVIDIA_L4": "g2-standard-{n}",
+    "NVIDIA_TESLA_T4": "n1-standard-{n}",
+    "NVIDIA_TESLA_V100": "n1-standard-{n}",
+    "NVIDIA_TESLA_A100": "a2-highgpu-{count}g",
+}
+CPU_MACHINE = "n1-standard-8"
+TERMINAL_STATES = {
+    "JOB_STATE_SUCCEEDED",
+    "JOB_STATE_FAILED",
+    "JOB_STATE_CANCELLED",
+    "JOB_STATE_EXPIRED",
+}
+
+
+class SubmitError(ValueError):
+    """A bad submission flag; one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    project: str
+    region: str
+    bucket: str
+    image: str
+    run_id: str
+
+    @property
+    def data_dir(self) -> str:
+        return f"gs://{self.bucket}/data"
+
+    @property
+    def run_dir(self) -> str:
+        return f"gs://{self.bucket}/runs/{self.run_id}"
+
+
+def target_from_flags() -> Target:
+    if not FLAGS.project or not FLAGS.bucket:
+        raise SubmitError("--project and --bucket are required")
+    if FLAGS.bucket.startswith("gs://"):
+        raise SubmitError(f"--bucket={FLAGS.bucket}: give the bucket name, without gs://")
+    image = FLAGS.image or (
+        f"{FLAGS.region}-docker.pkg.dev/{FLAGS.project}/gan-pipeline/gan-pipeline:latest"
+    )
+    run_id = FLAGS.run_id or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    return Target(FLAGS.project, FLAGS.region, FLAGS.bucket, image, run_id)
+
+
+# --- Dataflow ---------------------------------------------------------------------------------
+
+
+def dataflow_args(target: Target, source: str) -> list[str]:
+    """``preprocessing.run`` arguments for a Dataflow job running in the project's image."""
+    return [
+        f"--source={source}",
+        f"--output_dir={target.data_dir}",
+        "--runner=DataflowRunner",
+        f"--project={target.project}",
+        f"--region={target.region}",
+        f"--temp_location=gs://{target.bucket}/tmp",
+        f"--staging_location=gs://{target.bucket}/staging",
+        f"--job_name=gan-preprocess-{target.run_id}",
+        f"--sdk_container_image={target.image}",
+        "--sdk_location=container",
+    ]
+
+
+# --- Vertex AI ----------------------------------------------------------------------------------
+
+
+def _parse_accelerator(spec: str) -> tuple[str, int]:
+    name, _, count = spec.partition(":")
+    try:
+        return name, int(count or 1)
+    except ValueError as e:
+        raise SubmitError(f"--accelerator={spec}: expected TYPE:COUNT, e.g. NVIDIA_L4:1") from e
+
+
+def machine_spec(accelerator: str, tpu: str, machine_type: str | None) -> dict:
+    if tpu:
+        if tpu not in TPU_MACHINES:
+            raise SubmitError(f"--tpu={tpu}: choose one of {sorted(TPU_MACHINES)}")
+        machine, topology = TPU_MACHINES[tpu]
+        return {"machine_type": machine_type or machine, "tpu_topology": topology}
+    if not accelerator:
+        return {"machine_type": machine_type or CPU_MACHINE}
+    name, count = _parse_accelerator(accelerator)
+    family = GPU_MACHINES.get(name, "n1-standard-{n}")
+    machine = machine_type or family.format(n=max(4, 4 * count), count=count)
+    return {"machine_type": machine, "accelerator_type": name, "accelerator_count": count}
+
+
+def trainer_args(
+    target: Target, accelerator: str, tpu: str, replicas: int, extra: Sequence[str]
+) -> list[str]:
+    """The container's args: trainer flags. Output dirs come from Vertex's AIP_* variables."""
+    _, count = _parse_accelerator(accelerator) if accelerator else ("", 0)
+    if tpu:
+        strategy = ["--strategy=tpu", "--mixed_precision=bf16"]
+    elif replicas > 1:
+        strategy = ["--strategy=multi_worker"]
+    elif count > 1:
+        strategy = ["--strategy=mirrored"]
+    else:
+        strategy = ["--strategy=auto"]
+    return [f"--data_dir={target.data_dir}", *strategy, *extra]
+
+
+def custom_job(
+    target: Target,
+    accelerator: str,
+    tpu: str,
+    replicas: int,
+    extra_args: Sequence[str],
+    service_account: str = "",
+    tensorboard: str = "",
+    machine_type: str | None = None,
+):
+    """The Vertex AI CustomJob, validated by the API's own message types."""
+    from google.cloud import aiplatform_v1
+
+    if replicas < 1:
+        raise SubmitError("--replicas must be >= 1")
+    if tpu and accelerator:
+        raise SubmitError("--tpu and --accelerator are exclusive")
+    pool = {
+        "machine_spec": machine_spec(accelerator, tpu, machine_type),
+        "replica_count": 1,
+        "container_spec": {
+            "image_uri": target.image,
+            "args": trainer_args(target, accelerator, tpu, replicas, extra_args),
+        },
+    }
+    pools = [pool] + ([{**pool, "replica_count": replicas - 1}] if replicas > 1 else [])
+    spec = {
+        "worker_pool_specs": pools,
+        "base_output_directory": {"output_uri_prefix": target.run_dir},
+        "scheduling": {"restart_job_on_worker_restart": True},
+    }
+    if service_account:
+        spec["service_account"] = service_account
+    if tensorboard:
+        spec["tensorboard"] = tensorboard
+    try:
+        return aiplatform_v1.types.CustomJob(
+            display_name=f"gan-train-{target.run_id}", job_spec=spec
+        )
+    except (ValueError, TypeError, KeyError) as e:
+        raise SubmitError(f"invalid CustomJob spec: {e}") from e
+
+
+def custom_job_json(job) -> dict:
+    from google.cloud import aiplatform_v1
+
+    return json.loads(
+        aiplatform_v1.types.CustomJob.to_json(
+            job, use_integers_for_enums=False, always_print_fields_with_no_presence=False
+        )
+    )
+
+
+def submit_custom_job(target: Target, job, wait: bool) -> str:
+    from google.cloud import aiplatform_v1
+
+    client = aiplatform_v1.JobServiceClient(
+        client_options={"api_endpoint": f"{target.region}-aiplatform.googleapis.com"}
+    )
+    created = client.create_custom_job(
+        parent=f"projects/{target.project}/locations/{target.region}", custom_job=job
+    )
+    print(f"submit: created {created.name}", flush=True)
+    while wait:
+        state = client.get_custom_job(name=created.name).state.name
+        if state in TERMINAL_STATES:
+            if state != "JOB_STATE_SUCCEEDED":
+                raise SubmitError(f"{created.name}: ended in {state}")
+            break
+        time.sleep(60)
+    return created.name
+
+
+def main(argv: Sequence[str]) -> None:
+    command, extra = (argv[1], [a for a in argv[2:] if a != "--"]) if len(argv) > 1 else ("", [])
+    try:
+        target = target_from_flags()
+        if command == "preprocess":
+            args = dataflow_args(target, FLAGS.source) + extra
+            if FLAGS.dry_run:
+                print(json.dumps({"module": "preprocessing.run", "args": args}, indent=2))
+                return
+            sys.exit(subprocess.run([sys.executable, "-m", "preprocessing.run", *args]).returncode)
+        if command == "train":
+            job = custom_job(
+                target,
+                FLAGS.accelerator,
+                FLAGS.tpu,
+                FLAGS.replicas,
+                extra,
+                FLAGS.service_account,
+                FLAGS.tensorboard,
+                FLAGS.machine_type,
+            )
+            if FLAGS.dry_run:
+                print(json.dumps(custom_job_json(job), indent=2))
+                return
+            try:
+                submit_custom_job(target, job, FLAGS.wait)
+            except SubmitError:
+                raise
+            except Exception as e:
+                first = (str(e).strip().splitlines() or [""])[0][:300]
+                raise SubmitError(
+                    f"Vertex AI ({target.region}): {type(e).__name__}: {first}"
+                ) from e
+            print(f"submit: outputs in {target.run_dir}")
+            return
+        raise SubmitError(f"command {command!r}: use 'preprocess' or 'train'")
+    except SubmitError as e:
+        sys.exit(f"submit: error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=lambda argv: FLAGS(argv, known_only=True))
