@@ -123,14 +123,21 @@ def write_bytes(path: str, data: bytes) -> None:
     if is_gcs(path):
         _gcs_call(path, "write", _blob(path).upload_from_string, data)
         return
+    with _atomic_replace(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def _atomic_replace(path: str) -> Iterator[str]:
+    """A temporary file beside ``path`` that replaces it on success and vanishes on failure."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
@@ -244,18 +251,8 @@ def put_file(local_path: str, dst: str) -> None:
         upload_file(local_path, dst)
         os.unlink(local_path)
         return
-    directory = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(dst))
-    os.close(fd)
-    try:
+    with _atomic_replace(dst) as tmp:
         shutil.move(local_path, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def copy_file(src: str, dst: str) -> None:
