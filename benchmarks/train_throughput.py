@@ -104,7 +104,14 @@ class TutorialRunner:
 
 
 class ProjectRunner:
-    def __init__(self, data_dir: str, batch_size: int, mixed_precision: str, steps_per_call: int):
+    def __init__(
+        self,
+        data_dir: str,
+        batch_size: int,
+        mixed_precision: str,
+        steps_per_call: int,
+        xla: bool = False,
+    ):
         import keras
         import tensorflow as tf
 
@@ -113,7 +120,7 @@ class ProjectRunner:
         from trainer.gan import Gan
 
         self.precision = {"none": "fp32", "bf16": "bf16"}[mixed_precision]
-        self.name = f"project dcgan ({self.precision})"
+        self.name = f"project dcgan ({self.precision}{', xla' if xla else ''})"
         keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[mixed_precision])
         config = TrainConfig(
             data_dir=data_dir,
@@ -123,6 +130,7 @@ class ProjectRunner:
             latent_dim=100,
             mixed_precision=mixed_precision,
             strategy="default",
+            xla=xla,
         )
         strategy = tf.distribute.get_strategy()
         self.gan = Gan(config, 10, strategy)
@@ -171,6 +179,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps_per_call", type=int, default=10)
+    parser.add_argument("--xla", action="store_true", help="also time the XLA-compiled step")
     parser.add_argument(
         "--data_dir", default=os.path.join(bench.REPO_ROOT, "runs", "quickstart", "data")
     )
@@ -187,10 +196,15 @@ def main() -> None:
     if cpu_has_bf16():
         peaks["bf16"] = matmul_peak("bfloat16")
     runners = [TutorialRunner(images, args.batch_size)]
+    precisions = ["none", "bf16"] if "bf16" in peaks else ["none"]
     runners += [
-        ProjectRunner(data_dir, args.batch_size, mp, args.steps_per_call)
-        for mp in (["none", "bf16"] if "bf16" in peaks else ["none"])
+        ProjectRunner(data_dir, args.batch_size, mp, args.steps_per_call) for mp in precisions
     ]
+    if args.xla:
+        runners += [
+            ProjectRunner(data_dir, args.batch_size, mp, args.steps_per_call, xla=True)
+            for mp in precisions
+        ]
     for runner in runners:
         runner.run(args.warmup)  # trace and warm up
     times: dict[str, list[float]] = {r.name: [] for r in runners}

@@ -41,6 +41,7 @@ class TrainConfig:
     tpu: str = ""
     cpu_replicas: int = 0
     deterministic: bool = False
+    xla: bool = False  # XLA-compile the per-replica step (measure first: see benchmarks/)
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 100

@@ -197,13 +197,19 @@ class Gan:
     def make_train_function(self):
         """A tf.function running ``n`` steps from a distributed iterator; returns mean metrics."""
 
+        replica_step = (
+            tf.function(self._replica_step, jit_compile=True)
+            if self.config.xla
+            else self._replica_step
+        )
+
         @tf.function
         def train_steps(iterator, n: tf.Tensor) -> tuple[dict, tf.Tensor]:
             totals = tf.zeros([len(METRICS)])
             finite = tf.constant(True)
             for _ in tf.range(n):
                 images, labels = next(iterator)
-                per_replica = self.strategy.run(self._replica_step, (images, labels, self.step))
+                per_replica = self.strategy.run(replica_step, (images, labels, self.step))
                 metrics = tf.stack(
                     [
                         self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None)

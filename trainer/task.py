@@ -96,6 +96,9 @@ flags.DEFINE_bool(
     _DEFAULTS.deterministic,
     "TF op determinism: bitwise-reproducible runs and resumes, at some speed cost.",
 )
+flags.DEFINE_bool(
+    "xla", _DEFAULTS.xla, "XLA-compile the train step (faster only where measured so)."
+)
 flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every, "Steps between checkpoints.")
 flags.DEFINE_integer("keep_checkpoints", _DEFAULTS.keep_checkpoints, "Checkpoints to keep.")
 flags.DEFINE_integer("log_every", _DEFAULTS.log_every, "Steps between progress reports.")
