@@ -256,11 +256,16 @@ def put_file(local_path: str, dst: str) -> None:
 
 
 def copy_file(src: str, dst: str) -> None:
-    if not is_gcs(src) and not is_gcs(dst):
-        os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-        shutil.copyfile(src, dst)
-        return
-    write_bytes(dst, read_bytes(src))
+    """Copy one file between any two of local and gs://; uploads are verified."""
+    if is_gcs(dst) and not is_gcs(src):
+        upload_file(src, dst)
+    elif is_gcs(src) and not is_gcs(dst):
+        download_file(src, dst)
+    elif is_gcs(src):
+        write_bytes(dst, read_bytes(src))
+    else:
+        with _atomic_replace(dst) as tmp:
+            shutil.copyfile(src, tmp)
 
 
 def copy_tree(src: str, dst: str, last: str | None = None) -> list[str]:

@@ -154,18 +154,9 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
         storage.copy_file(storage.join(job_dir, "flags.txt"), os.path.join(staging, "flags.txt"))
         with open(os.path.join(staging, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=2, sort_keys=True)
-        publish(staging, export_dir)
+        storage.copy_tree(staging, export_dir)
     storage.write_text(existing, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
-
-
-def publish(staging: str, export_dir: str) -> None:
-    for rel in sorted(storage.walk_files(staging)):
-        target = storage.join(export_dir, *rel.split(os.sep))
-        if storage.is_gcs(export_dir):
-            storage.upload_file(os.path.join(staging, rel), target)
-        else:
-            storage.copy_file(os.path.join(staging, rel), target)
 
 
 def main(argv: Sequence[str]) -> None:

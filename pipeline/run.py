@@ -32,12 +32,13 @@ TRAINER_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir",
 # The main command's training run: the measured default (benchmarks/README.md), sized to finish
 # the whole pipeline within 15 minutes on 2 CPU cores. Any of them can be overridden.
 TRAINER_DEFAULTS = {
-    "train_steps": "6000",
+    "model_width": "32",
     "batch_size": "64",
-    "log_every": "200",
-    "sample_every": "500",
-    "checkpoint_every": "1000",
-    "eval_every": "2000",
+    "train_steps": "14000",
+    "log_every": "500",
+    "sample_every": "1000",
+    "checkpoint_every": "2000",
+    "eval_every": "7000",
     "eval_samples": "2000",
 }
 
