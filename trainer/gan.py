@@ -112,7 +112,10 @@ class Gan:
     def _inputs(self, tensors: tf.Tensor, labels: tf.Tensor) -> list:
         return [tensors, labels] if self.spec.conditional else [tensors]
 
-    def _discriminator_loss(self, real, fake, labels, step, substep) -> tuple[tf.Tensor, dict]:
+    def _discriminator_loss(
+        self, real, fake, labels, step, substep
+    ) -> tuple[tf.Tensor, dict, tf.Tensor]:
+        """(mean loss, per-example metrics, fake logits) of one discriminator evaluation."""
         real_logits = self.discriminator(self._inputs(real, labels), training=True)
         fake_logits = self.discriminator(self._inputs(fake, labels), training=True)
         per_example = self.loss.discriminator(real_logits, fake_logits, self.config.label_smoothing)
