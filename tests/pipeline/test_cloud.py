@@ -218,7 +218,9 @@ def test_dockerfile_installs_from_the_lock_before_code_and_runs_as_non_root():
 
 def test_entrypoint_runs_the_trainer_or_hands_dataflow_to_beam_boot():
     script = os.path.join(helpers.REPO_ROOT, "docker", "entrypoint.sh")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # The script runs `python` from PATH, as in the image: put this interpreter first.
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": path}
     trainer = subprocess.run(
         ["sh", script, "--help"],
         cwd=helpers.REPO_ROOT,
