@@ -146,17 +146,9 @@ def config_from_flags(environ: dict[str, str] = os.environ) -> config_lib.TrainC
 
 
 def flags_text() -> str:
-    """The resolved flags, one per line, for ``--flagfile``."""
-    lines = []
-    for name in CONFIG_FIELDS:
-        value = FLAGS[name].value
-        if value is None:
-            continue
-        lines.append(
-            FLAGS[name].serialize()
-            if not isinstance(value, bool)
-            else f"--{'' if value else 'no'}{name}"
-        )
+    """The resolved flags, one per line, for ``--flagfile`` (unset ones are left out)."""
+    lines = [FLAGS[name].serialize() for name in CONFIG_FIELDS]
+    lines = [line for line in lines if line]
     return "\n".join(lines) + "\n"
 
 
