@@ -51,8 +51,7 @@ def _local_copy(path: str, scratch: str) -> str:
         return path
     local = os.path.join(scratch, path.rsplit("/", 1)[-1])
     if not os.path.exists(local):
-        with open(local, "wb") as f:
-            f.write(storage.read_bytes(path))
+        storage.download_file(path, local)
     return local
 
 
