@@ -3,8 +3,12 @@
 #   make test   install the pinned dependencies, then lint and run the test suite
 # The virtualenv lives outside the checkout, keyed by the lock file, so clones share it.
 PYTHON ?= python3.11
-LOCK_HASH := $(shell cat requirements.lock | sha256sum | cut -c1-12)
-VENV ?= $(HOME)/.cache/gan-pipeline/venv-$(LOCK_HASH)
+# The venv belongs to one interpreter and one lock: both are in its name. Re-running `venv` over
+# a venv made by another python3.11 (pyenv's vs Debian's, whichever PATH finds first) relinks its
+# binary but keeps the first one's stdlib, and nothing imports `ssl` any more.
+PYTHON_EXE := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
+VENV_KEY := $(shell { echo "$(PYTHON_EXE)"; $(PYTHON) -VV 2>&1; cat requirements.lock; } | sha256sum | cut -c1-12)
+VENV ?= $(HOME)/.cache/gan-pipeline/venv-$(VENV_KEY)
 OUTPUT_DIR ?= runs/quickstart
 PYTEST_ARGS ?= -n 2
 
@@ -12,13 +16,15 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install browser run test lint clean
 
-install: $(VENV)/.installed
-
-$(VENV)/.installed: requirements.lock
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.lock
-	touch $@
+# Content-keyed, not mtime-keyed: a fresh clone's lock file is always newer than the stamp.
+install:
+	@test -n "$(PYTHON_EXE)" || { echo "make: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
+	@$(VENV)/bin/python -c 'import ssl, tensorflow' 2>/dev/null && test -f $(VENV)/.installed || { \
+	  echo "make: installing requirements.lock into $(VENV)"; \
+	  $(PYTHON_EXE) -m venv --clear $(VENV) \
+	  && $(VENV)/bin/pip install --quiet --upgrade pip \
+	  && $(VENV)/bin/pip install --quiet -r requirements.lock \
+	  && touch $(VENV)/.installed; }
 
 run: install
 	$(VENV)/bin/python -m pipeline.run --output_dir=$(OUTPUT_DIR)
