@@ -14,17 +14,21 @@ PYTEST_ARGS ?= -n 2
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install browser run test lint clean
+.PHONY: install venv browser run test lint clean
 
 # Content-keyed, not mtime-keyed: a fresh clone's lock file is always newer than the stamp.
 install:
 	@test -n "$(PYTHON_EXE)" || { echo "make: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
 	@$(VENV)/bin/python -c 'import ssl, tensorflow' 2>/dev/null && test -f $(VENV)/.installed || { \
-	  echo "make: installing requirements.lock into $(VENV)"; \
+	  echo "make: installing requirements.lock into $(VENV)" >&2; \
 	  $(PYTHON_EXE) -m venv --clear $(VENV) \
 	  && $(VENV)/bin/pip install --quiet --upgrade pip \
 	  && $(VENV)/bin/pip install --quiet -r requirements.lock \
 	  && touch $(VENV)/.installed; }
+
+# Prints the venv's path: `source "$$(make -s venv)/bin/activate"`.
+venv: install
+	@echo $(VENV)
 
 run: install
 	$(VENV)/bin/python -m pipeline.run --output_dir=$(OUTPUT_DIR)
