@@ -32,6 +32,7 @@ TRAINER_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir",
 # The main command's training run: the measured default (benchmarks/README.md), sized to finish
 # the whole pipeline within 15 minutes on 2 CPU cores. Any of them can be overridden.
 TRAINER_DEFAULTS = {
+    "conditional": "true",  # class-conditional BN: FD 2.4 vs 24.9 unconditional at 10 minutes
     "model_width": "32",
     "batch_size": "64",
     "train_steps": "14000",

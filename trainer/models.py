@@ -5,8 +5,10 @@ Every generator maps ``z`` [B, latent_dim] (and ``label`` [B] when conditional) 
 Architectures that work at another resolution (``upsample``: 32×32, as its seed pads MNIST)
 pad and crop inside the model, so the data contract and the exported signature never change.
 
-Conditioning: the generator concatenates a learned label embedding to ``z``; the discriminator
-is a projection discriminator (Miyato & Koyama 2018), ``logit = ψ(h) + <embed(y), h>``.
+Conditioning: a generator with batch norm gets class-conditional batch norm (every norm layer
+scales and shifts per class); one without (``dense``) gets a label embedding concatenated to
+``z``. The discriminator is a projection discriminator (Miyato & Koyama 2018),
+``logit = ψ(h) + <embed(y), h>``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import keras
 from keras import layers
 
 from common import schema
+from trainer import layers as gan_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,14 +36,18 @@ class ModelSpec:
         return self.num_classes > 0
 
 
-Body = Callable[[keras.KerasTensor, ModelSpec], keras.KerasTensor]
+Norm = Callable[[keras.KerasTensor], keras.KerasTensor]
+NormFactory = Callable[..., Norm]  # (momentum=0.99) → a new batch-norm layer
+GeneratorBody = Callable[[keras.KerasTensor, "ModelSpec", NormFactory], keras.KerasTensor]
+DiscriminatorBody = Callable[[keras.KerasTensor, "ModelSpec"], keras.KerasTensor]
 
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    generator_body: Body  # latent (+ label embedding) → images [B, 28, 28, 1]
-    discriminator_body: Body  # images → features [B, F]; the logit head is shared
+    generator_body: GeneratorBody  # latent (+ label embedding) → images [B, 28, 28, 1]
+    discriminator_body: DiscriminatorBody  # images → features [B, F]; the logit head is shared
     description: str
+    label_beside_z: bool = False  # conditional G without norm layers: embed the label beside z
 
 
 def _sn(layer: layers.Layer, spec: ModelSpec) -> layers.Layer:
@@ -49,7 +56,7 @@ def _sn(layer: layers.Layer, spec: ModelSpec) -> layers.Layer:
 
 def _dropout(spec: ModelSpec, default: float) -> layers.Layer | None:
     rate = default if spec.dropout is None else spec.dropout
-    return layers.Dropout(rate) if rate > 0 else None
+    return gan_layers.Dropout(rate) if rate > 0 else None
 
 
 def _apply(x: keras.KerasTensor, *stack: layers.Layer | None) -> keras.KerasTensor:
@@ -64,10 +71,18 @@ def _bn(momentum: float = 0.99) -> layers.Layer:
     return layers.BatchNormalization(momentum=momentum, synchronized=True)
 
 
+def _conditional_bn(num_classes: int, label: keras.KerasTensor) -> NormFactory:
+    def factory(momentum: float = 0.99) -> Norm:
+        layer = gan_layers.ConditionalBatchNorm(num_classes, momentum)
+        return lambda x: layer([x, label])
+
+    return factory
+
+
 # --- dense: the seeds' MLP GAN ------------------------------------------------------------------
 
 
-def _dense_generator(z: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+def _dense_generator(z: keras.KerasTensor, spec: ModelSpec, norm: NormFactory) -> keras.KerasTensor:
     x = z
     for units in (spec.width * 4, spec.width * 8, spec.width * 16):
         x = _apply(x, layers.Dense(units), layers.LeakyReLU(0.2))
@@ -85,25 +100,25 @@ def _dense_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.Ker
 # --- dcgan: the TensorFlow DCGAN tutorial ------------------------------------------------------
 
 
-def _dcgan_generator(z: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+def _dcgan_generator(z: keras.KerasTensor, spec: ModelSpec, norm: NormFactory) -> keras.KerasTensor:
     w = spec.width
     x = _apply(
         z,
         layers.Dense(7 * 7 * w * 4, use_bias=False),
-        _bn(),
+        norm(),
         layers.LeakyReLU(),
         layers.Reshape((7, 7, w * 4)),
     )
     x = _apply(
         x,
         layers.Conv2DTranspose(w * 2, 5, strides=1, padding="same", use_bias=False),
-        _bn(),
+        norm(),
         layers.LeakyReLU(),
     )
     x = _apply(
         x,
         layers.Conv2DTranspose(w, 5, strides=2, padding="same", use_bias=False),
-        _bn(),
+        norm(),
         layers.LeakyReLU(),
     )
     return layers.Conv2DTranspose(
@@ -122,7 +137,9 @@ def _dcgan_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.Ker
 # --- upsample: UpSampling2D + Conv2D at 32×32 (the fourth seed) --------------------------------
 
 
-def _upsample_generator(z: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+def _upsample_generator(
+    z: keras.KerasTensor, spec: ModelSpec, norm: NormFactory
+) -> keras.KerasTensor:
     w = spec.width
     x = _apply(z, layers.Dense(8 * 8 * w * 4), layers.LeakyReLU(0.2), layers.Reshape((8, 8, w * 4)))
     for filters in (w * 2, w):
@@ -130,7 +147,7 @@ def _upsample_generator(z: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTen
             x,
             layers.UpSampling2D(),
             layers.Conv2D(filters, 3, padding="same"),
-            _bn(momentum=0.8),
+            norm(momentum=0.8),
             layers.LeakyReLU(0.2),
         )
     x = layers.Conv2D(1, 3, padding="same", activation="tanh", dtype="float32")(x)
@@ -152,7 +169,10 @@ def _upsample_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.
 
 ARCHITECTURES: dict[str, Architecture] = {
     "dense": Architecture(
-        _dense_generator, _dense_discriminator, "MLP generator and critic (the seeds' dense GAN)"
+        _dense_generator,
+        _dense_discriminator,
+        "MLP generator and critic (the seeds' dense GAN)",
+        label_beside_z=True,
     ),
     "dcgan": Architecture(
         _dcgan_generator,
@@ -171,16 +191,18 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 
 def build_generator(name: str, spec: ModelSpec) -> keras.Model:
+    architecture = ARCHITECTURES[name]
     z = keras.Input((spec.latent_dim,), name="z")
-    inputs = [z]
-    x = z
+    inputs, x, norm = [z], z, _bn
     if spec.conditional:
         label = keras.Input((), dtype="int32", name="label")
         inputs.append(label)
-        x = layers.Concatenate()(
-            [z, layers.Embedding(spec.num_classes, spec.latent_dim // 2)(label)]
-        )
-    images = ARCHITECTURES[name].generator_body(x, spec)
+        norm = _conditional_bn(spec.num_classes, label)
+        if architecture.label_beside_z:
+            x = layers.Concatenate()(
+                [z, layers.Embedding(spec.num_classes, spec.latent_dim // 2)(label)]
+            )
+    images = architecture.generator_body(x, spec, norm)
     return keras.Model(inputs, images, name="generator")
 
 

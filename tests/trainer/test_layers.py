@@ -1,0 +1,78 @@
+"""The architectures' own layers compute the textbook functions they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import layers as gan_layers
+from trainer import models
+
+
+@pytest.mark.parametrize("rate", [0.3, 0.5])
+def test_dropout_drops_at_its_rate_and_keeps_the_mean(rate):
+    layer = gan_layers.Dropout(rate, seed=7)
+    x = tf.ones([64, 14, 14, 33])  # odd element count: the last uint32 word is split
+    y = layer(x, training=True).numpy()
+    dropped = np.mean(y == 0)
+    # 413,952 Bernoulli draws: 5 standard deviations are < 0.004.
+    assert abs(dropped - rate) < 0.004
+    assert abs(y.mean() - 1.0) < 0.01
+    values = np.unique(y)
+    assert len(values) == 2 and values[0] == 0.0
+    assert values[1] == pytest.approx(1 / (1 - rate), rel=1e-2)
+
+
+def test_dropout_masks_are_independent_per_call_and_reproducible_per_seed():
+    x = tf.ones([8, 100])
+    first, second = gan_layers.Dropout(0.3, seed=1), gan_layers.Dropout(0.3, seed=1)
+    a1, a2 = first(x, training=True), first(x, training=True)
+    b1 = second(x, training=True)
+    assert not np.array_equal(a1, a2)
+    np.testing.assert_array_equal(a1, b1)
+    np.testing.assert_array_equal(first(x, training=False), x)
+
+
+def test_dropout_passes_gradients_only_through_kept_units():
+    layer = gan_layers.Dropout(0.5, seed=3)
+    x = tf.random.normal([4, 50])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(y)
+    grad = tape.gradient(loss, x).numpy()
+    kept = y.numpy() != 0
+    np.testing.assert_allclose(grad[kept], 2.0)
+    np.testing.assert_array_equal(grad[~kept], 0.0)
+
+
+def test_conditional_batch_norm_scales_and_shifts_per_class():
+    layer = gan_layers.ConditionalBatchNorm(num_classes=3)
+    features = tf.random.normal([6, 4, 4, 2], mean=5.0, stddev=3.0)
+    labels = tf.constant([0, 1, 2, 0, 1, 2])
+    layer([features, labels], training=True)
+    layer.gamma.assign([[1.0, 1.0], [2.0, 3.0], [0.0, 0.0]])
+    layer.beta.assign([[0.0, 0.0], [1.0, -1.0], [7.0, 7.0]])
+    out = layer([features, labels], training=True).numpy()
+    mean = features.numpy().mean(axis=(0, 1, 2))
+    std = np.sqrt(features.numpy().var(axis=(0, 1, 2)) + 1e-3)
+    normalized = (features.numpy() - mean) / std
+    np.testing.assert_allclose(out[0], normalized[0], atol=1e-4)
+    np.testing.assert_allclose(out[1], normalized[1] * [2.0, 3.0] + [1.0, -1.0], atol=1e-4)
+    np.testing.assert_allclose(out[2], 7.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", sorted(models.ARCHITECTURES))
+def test_conditional_generators_depend_on_both_z_and_label(architecture):
+    spec = models.ModelSpec(latent_dim=8, num_classes=10, width=4)
+    generator = models.build_generator(architecture, spec)
+    for weight in generator.trainable_weights:  # make the label tables non-trivial
+        if "gamma" in weight.path or "beta" in weight.path or "embedding" in weight.path:
+            weight.assign(tf.random.normal(weight.shape))
+    z = tf.random.normal([2, 8])
+    same_z = tf.stack([z[0], z[0]])
+    by_label = generator([same_z, tf.constant([3, 4])], training=False).numpy()
+    by_z = generator([z, tf.constant([3, 3])], training=False).numpy()
+    assert np.abs(by_label[0] - by_label[1]).max() > 1e-3
+    assert np.abs(by_z[0] - by_z[1]).max() > 1e-3
