@@ -59,7 +59,7 @@ def kernel_times(logdir: str, steps: int) -> collections.Counter:
                 continue
             for event in line.events:
                 name = plane.event_metadata[event.metadata_id].name
-                if ":" not in name:  # executor bookkeeping, not a kernel
+                if ":" not in name or "::" in name:  # executor bookkeeping, not a kernel
                     continue
                 scoped, op = name.rsplit(":", 1)
                 kind = kind_of(op, scoped)

@@ -1,7 +1,9 @@
-"""Layers the architectures need beyond Keras's own: a cheaper dropout, class-conditional BN.
+"""Layers the architectures need beyond Keras's own: a cheaper dropout, a fused batch norm,
+class-conditional batch norm.
 
-Both compute the textbook function; they differ from the Keras layers only in how (dropout) or
-in what conditions the affine parameters (batch norm), so the seeds' models keep their math.
+Each computes the textbook function; they differ from the Keras layers in how (dropout, fused
+batch norm) or in what conditions the affine parameters (conditional batch norm), so the seeds'
+models keep their math.
 """
 
 from __future__ import annotations
@@ -41,14 +43,59 @@ class Dropout(layers.Layer):
         )
         levels = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:count]
         keep = tf.reshape(levels >= self.threshold, tf.shape(inputs))
-        scale = tf.cast(_KEEP_LEVELS / (_KEEP_LEVELS - self.threshold), inputs.dtype)
-        return tf.where(keep, inputs * scale, tf.zeros_like(inputs))
+        scale = tf.constant(_KEEP_LEVELS / (_KEEP_LEVELS - self.threshold), inputs.dtype)
+        # A scaled mask times the input: its gradient is one multiply, not a select.
+        return inputs * tf.where(keep, scale, tf.zeros_like(scale))
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self) -> dict:
         return {**super().get_config(), "rate": self.rate}
+
+
+class BatchNormalization(layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` whose training pass on one replica is one fused kernel.
+
+    Keras 3 normalizes in float32 with separate ops (casts, moments, and with
+    ``synchronized=True`` a full-size tensor of ones to count elements) and so does its
+    gradient; TensorFlow's ``FusedBatchNormV3`` (oneDNN on CPU, cuDNN on GPU) computes the same
+    normalization in one pass with float32 statistics, also for bf16 inputs. Across several
+    replicas the statistics must be all-reduced, so there the Keras path runs unchanged, as it
+    does at inference. Same variables and moving-average update as the Keras layer.
+    """
+
+    def _fusable(self, inputs, training, mask) -> bool:
+        context = tf.distribute.get_replica_context()
+        return bool(
+            training
+            and self.trainable
+            and mask is None
+            and not self.renorm
+            and self.axis in (-1, len(inputs.shape) - 1)
+            and len(inputs.shape) in (2, 4)
+            and (context is None or context.num_replicas_in_sync == 1)
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        images = tf.reshape(inputs, [-1, 1, 1, channels]) if len(inputs.shape) == 2 else inputs
+        scale = self.gamma if self.scale else tf.ones([channels])
+        offset = self.beta if self.center else tf.zeros([channels])
+        normalized, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
+            images, scale, offset, epsilon=self.epsilon, is_training=True
+        )
+        # The kernel reports the Bessel-corrected variance; Keras averages the biased one.
+        count = tf.cast(tf.size(images) // channels, tf.float32)
+        variance = unbiased_variance * (count - 1.0) / count
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(
+            self.moving_variance * momentum + variance * (1.0 - momentum)
+        )
+        return tf.reshape(normalized, tf.shape(inputs))
 
 
 class ConditionalBatchNorm(layers.Layer):
@@ -64,7 +111,7 @@ class ConditionalBatchNorm(layers.Layer):
         self.num_classes = num_classes
         self.momentum = momentum
         # Synchronized so that N replicas normalize over the global batch, as one device would.
-        self.norm = layers.BatchNormalization(
+        self.norm = BatchNormalization(
             momentum=momentum, center=False, scale=False, synchronized=True
         )
 

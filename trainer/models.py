@@ -68,7 +68,7 @@ def _apply(x: keras.KerasTensor, *stack: layers.Layer | None) -> keras.KerasTens
 
 def _bn(momentum: float = 0.99) -> layers.Layer:
     # Synchronized so that N replicas normalize over the global batch, as one device would.
-    return layers.BatchNormalization(momentum=momentum, synchronized=True)
+    return gan_layers.BatchNormalization(momentum=momentum, synchronized=True)
 
 
 def _conditional_bn(num_classes: int, label: keras.KerasTensor) -> NormFactory:

@@ -76,3 +76,32 @@ def test_conditional_generators_depend_on_both_z_and_label(architecture):
     by_z = generator([z, tf.constant([3, 3])], training=False).numpy()
     assert np.abs(by_label[0] - by_label[1]).max() > 1e-3
     assert np.abs(by_z[0] - by_z[1]).max() > 1e-3
+
+
+@pytest.mark.parametrize("shape", [(32, 24), (16, 5, 5, 6)], ids=["dense", "conv"])
+def test_fused_batch_norm_matches_keras_values_gradients_and_moving_statistics(shape):
+    import keras
+
+    reference = keras.layers.BatchNormalization(momentum=0.9, synchronized=True)
+    fused = gan_layers.BatchNormalization(momentum=0.9, synchronized=True)
+    x = tf.random.normal(shape, mean=2.0, stddev=3.0)
+    reference.build(shape)
+    fused.build(shape)
+    for layer in (reference, fused):
+        layer.gamma.assign(tf.linspace(0.5, 2.0, shape[-1]))
+        layer.beta.assign(tf.linspace(-1.0, 1.0, shape[-1]))
+    results = []
+    for layer in (reference, fused):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.reshape(tf.range(tf.size(y), dtype=tf.float32), shape))
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append([y, *grads, layer.moving_mean, layer.moving_variance])
+    for expected, actual in zip(*results, strict=True):
+        expected, actual = np.asarray(expected), np.asarray(actual)
+        # float32 sums of many terms, in another order: tolerance relative to the largest term
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        fused(x, training=False), reference(x, training=False), rtol=1e-5, atol=1e-5
+    )
