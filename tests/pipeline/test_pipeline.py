@@ -228,3 +228,17 @@ def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tiny_data_di
     assert again == real  # reproducible
     cached = classifier_lib.load_or_train(str(tmp_path / "cls"), tiny_data_dir, manifest)
     assert evaluation.compare(cached, test, train) == pytest.approx(real)
+
+
+def test_route_sends_flags_to_their_stage_and_user_flags_win_over_defaults():
+    from pipeline.run import TRAINER_DEFAULTS, route
+
+    preprocess, trainer = route(["--digits=3", "--runner=DirectRunner", "--batch_size=32"])
+    assert preprocess == ["--digits=3", "--runner=DirectRunner"]
+    assert "--batch_size=32" in trainer and "--batch_size=64" not in trainer
+    assert f"--model_width={TRAINER_DEFAULTS['model_width']}" in trainer
+    assert "--conditional=true" in trainer  # the measured default
+
+    _, trainer = route(["--noconditional"])
+    assert "--noconditional" in trainer
+    assert not any(arg.startswith("--conditional") for arg in trainer)
