@@ -92,9 +92,7 @@ class BatchNormalization(layers.BatchNormalization):
         variance = unbiased_variance * (count - 1.0) / count
         momentum = self.momentum
         self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-        self.moving_variance.assign(
-            self.moving_variance * momentum + variance * (1.0 - momentum)
-        )
+        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
         return tf.reshape(normalized, tf.shape(inputs))
 
 
