@@ -54,8 +54,16 @@ def test_every_architecture_and_loss_trains_with_finite_losses(
         {"training_ratio": 3, "loss": "wasserstein_gp", "beta1": 0.0, "beta2": 0.9},
         {"label_smoothing": 0.1, "ema_decay": 0.0, "architecture": "dense"},
         {"mixed_precision": "bf16"},
+        {"xla": True, "conditional": True},  # dropout masks, fused BN and CBN under XLA (TPU)
     ],
-    ids=["conditional", "cond-sn-hinge-upsample", "wgan-gp-ratio3", "smoothing-no-ema", "bf16"],
+    ids=[
+        "conditional",
+        "cond-sn-hinge-upsample",
+        "wgan-gp-ratio3",
+        "smoothing-no-ema",
+        "bf16",
+        "xla-conditional",
+    ],
 )
 def test_options_train_with_finite_losses(options, tiny_data_dir, tmp_path):
     try:
