@@ -65,6 +65,10 @@ class BatchNormalization(layers.BatchNormalization):
     does at inference. Same variables and moving-average update as the Keras layer.
     """
 
+    def __init__(self, *, synchronized: bool = True, **kwargs):
+        # Synchronized so that N replicas normalize over the global batch, as one device would.
+        super().__init__(synchronized=synchronized, **kwargs)
+
     def _fusable(self, inputs, training, mask) -> bool:
         context = tf.distribute.get_replica_context()
         return bool(
@@ -108,10 +112,7 @@ class ConditionalBatchNorm(layers.Layer):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.momentum = momentum
-        # Synchronized so that N replicas normalize over the global batch, as one device would.
-        self.norm = BatchNormalization(
-            momentum=momentum, center=False, scale=False, synchronized=True
-        )
+        self.norm = BatchNormalization(momentum=momentum, center=False, scale=False)
 
     def build(self, input_shape):
         features_shape, _ = input_shape

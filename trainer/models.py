@@ -38,8 +38,8 @@ class ModelSpec:
 
 Norm = Callable[[keras.KerasTensor], keras.KerasTensor]
 NormFactory = Callable[..., Norm]  # (momentum=0.99) → a new batch-norm layer
-GeneratorBody = Callable[[keras.KerasTensor, "ModelSpec", NormFactory], keras.KerasTensor]
-DiscriminatorBody = Callable[[keras.KerasTensor, "ModelSpec"], keras.KerasTensor]
+GeneratorBody = Callable[[keras.KerasTensor, ModelSpec, NormFactory], keras.KerasTensor]
+DiscriminatorBody = Callable[[keras.KerasTensor, ModelSpec], keras.KerasTensor]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +67,7 @@ def _apply(x: keras.KerasTensor, *stack: layers.Layer | None) -> keras.KerasTens
 
 
 def _bn(momentum: float = 0.99) -> layers.Layer:
-    # Synchronized so that N replicas normalize over the global batch, as one device would.
-    return gan_layers.BatchNormalization(momentum=momentum, synchronized=True)
+    return gan_layers.BatchNormalization(momentum=momentum)
 
 
 def _conditional_bn(num_classes: int, label: keras.KerasTensor) -> NormFactory:
