@@ -134,7 +134,7 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
         "num_samples": num_samples,
         "classifier_test_accuracy": classifier.test_accuracy,
         "model": evaluation.evaluate_generator(
-            lambda z, y: gan.sample(z, y),
+            gan.sample,
             classifier,
             test.images,
             config.latent_dim,
