@@ -28,7 +28,10 @@ COPY preprocessing/ preprocessing/
 COPY trainer/ trainer/
 COPY pipeline/ pipeline/
 COPY data/ data/
+# The build's test step runs the suite here, as the image's user: it reads these files too.
 COPY tests/ tests/
+COPY Dockerfile .dockerignore cloudbuild.yaml ./
+COPY docker/ docker/
 COPY docker/entrypoint.sh /usr/local/bin/gan-entrypoint
 RUN pip install --no-deps . \
     && chmod 0755 /usr/local/bin/gan-entrypoint \

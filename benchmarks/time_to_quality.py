@@ -2,10 +2,10 @@
 
     python -m benchmarks.time_to_quality [--minutes=10]
 
-Trains the pipeline's default configuration (``pipeline/run.py: TRAINER_DEFAULTS``, stopped by
-``--max_minutes``) and the tutorial (``benchmarks/tutorial.py``) for the same wall-clock budget on
-the full MNIST, one after the other, then scores both with the project's evaluator on 10,000
-samples each and prints them beside the real-data floor. Writes JSON.
+Trains the pipeline's default configuration (``--preset=pipeline``, stopped by ``--max_minutes``)
+and the tutorial (``benchmarks/tutorial.py``) for the same wall-clock budget on the full MNIST, one
+after the other, then scores both with the project's evaluator on 10,000 samples each and prints
+them beside the real-data floor. Writes JSON.
 """
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ def run_tutorial(data_dir: str, minutes: float, classifier_dir: str, out: str) -
 
 
 def run_project(data_dir: str, minutes: float, classifier_dir: str, workdir: str) -> dict:
-    from pipeline.run import TRAINER_DEFAULTS
+    from trainer import presets
 
     job, export = os.path.join(workdir, "job"), os.path.join(workdir, "export")
-    args = {**TRAINER_DEFAULTS, "train_steps": "100000000", "eval_every": "0"}
+    args = {"preset": presets.PIPELINE, "train_steps": "100000000", "eval_every": "0"}
     start = time.monotonic()
     subprocess.run(
         [

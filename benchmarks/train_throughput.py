@@ -77,9 +77,9 @@ def matmul_peak(dtype: str, n: int = 4096, repeats: int = 5) -> float:
 
 
 def cpu_has_bf16() -> bool:
-    from pipeline.run import cpu_has_bf16 as detect
+    from trainer import config, strategy
 
-    return detect()
+    return config.auto_mixed_precision("cpu", strategy.cpu_flags()) == "bf16"
 
 
 class TutorialRunner:

@@ -1,17 +1,35 @@
 r"""The quality gate: promote a new export only if it is better than the promoted one.
 
-    python -m pipeline.promote --candidate=gs://B/runs/SHA/export --promoted=gs://B/models/promoted
+    python -m pipeline.promote --candidate=gs://B/runs/SHA/export --promoted=gs://B/models/gan \
+        [--commit=SHA] [--model_registry=projects/P/locations/R/models/NAME [--dry_run]]
 
 Better means a lower Fréchet distance, with no other metric worse than the promoted model's by
-more than ``--tolerance`` (relative). The first model is always promoted. The decision is
-recorded in ``promotion.json`` beside the candidate (and in the promoted directory when it is
-promoted). Exit codes: 0 promoted, 3 kept the promoted model (candidate not better), 2 error.
+more than ``--tolerance`` (relative), every metric finite. The first model is always promoted.
+
+Layout under ``--promoted`` (the gate writes nothing else there and never deletes):
+
+    versions/<weights sha256[:16]>/   a complete copy of a promoted export (``metrics.json`` last)
+    promotion.json                    the pointer: which version is promoted, and why
+
+Promoting copies the candidate into its own version prefix, then replaces ``promotion.json`` in
+one object write: that write is the switch. A crash before it leaves the previous version
+promoted and servable; the next run copies again into the same (content-addressed) prefix.
+Consumers read ``promotion.json``'s ``model_dir``. Every decision is also written beside the
+candidate as ``promotion.json``.
+
+With ``--model_registry`` the candidate is also uploaded to Vertex AI Model Registry as a new
+version of that model, with its evaluation; the ``default`` alias moves to it only when it wins
+(``--dry_run`` prints the requests instead of sending them).
+
+Exit codes: 0 promoted, 3 kept the promoted model (candidate not better), 2 error.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 
@@ -21,92 +39,228 @@ from common import storage
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("candidate", None, "The new export directory (local or gs://).")
-flags.DEFINE_string("promoted", None, "The promoted model's directory (local or gs://).")
+flags.DEFINE_string(
+    "promoted",
+    None,
+    "The gate's own prefix (local or gs://; not a bucket root): versions + pointer.",
+)
 flags.DEFINE_float(
     "tolerance", 0.02, "How much worse (relative) a secondary metric may be and still promote."
 )
+flags.DEFINE_string("commit", "", "The build's source commit, recorded in promotion.json.")
+flags.DEFINE_string(
+    "model_registry",
+    "",
+    "Also upload to Vertex AI Model Registry: projects/P/locations/R/models/NAME.",
+)
+flags.DEFINE_string(
+    "serving_image",
+    "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+    "Model Registry: the prediction container for the SavedModel.",
+)
+flags.DEFINE_bool("dry_run", False, "Model Registry: print the requests instead of sending them.")
 
 METRICS_FILE = "metrics.json"
+MANIFEST_FILE = "manifest.json"
 DECISION_FILE = "promotion.json"
-PRIMARY = "frechet_distance"  # lower is better
-SECONDARY_HIGHER_IS_BETTER = ("classifier_score", "min_class_share", "precision", "recall")
+VERSIONS = "versions"
+OWNER_MARKER = ".written-by-gan-pipeline-promote"
+PRIMARY = "frechet_distance"
+# Every gated metric and its direction; the primary one must improve, the others may not regress.
+DIRECTIONS = {
+    "frechet_distance": "lower",
+    "classifier_score": "higher",
+    "min_class_share": "higher",
+    "precision": "higher",
+    "recall": "higher",
+}
 EXIT_PROMOTED, EXIT_ERROR, EXIT_KEPT = 0, 2, 3
 
 
 class GateError(ValueError):
-    """Metrics are missing or unreadable; the message names the file."""
+    """Metrics are missing or unreadable, or a path is refused; the message names it."""
 
 
-def read_metrics(directory: str, required: bool) -> dict | None:
+def read_metrics(directory: str) -> dict:
+    """The export's ``metrics.json``, with every gated metric as a float."""
     path = storage.join(directory, METRICS_FILE)
     if not storage.exists(path):
-        if required:
-            raise GateError(f"{path}: not found; is {directory} a complete export?")
-        return None
+        raise GateError(f"{path}: not found; is {directory} a complete export?")
     try:
         metrics = json.loads(storage.read_text(path))
         model = metrics["model"]
-        values = {k: float(model[k]) for k in (PRIMARY, *SECONDARY_HIGHER_IS_BETTER)}
+        values = {k: float(model[k]) for k in DIRECTIONS}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise GateError(f"{path}: corrupt metrics ({type(e).__name__}: {e})") from e
     return {**metrics, "model": {**model, **values}}
 
 
-def decide(candidate: dict, promoted: dict | None, tolerance: float) -> tuple[bool, list[str]]:
+def _worse(direction: str, new: float, old: float, tolerance: float) -> bool:
+    if direction == "higher":
+        return new < old - abs(old) * tolerance
+    return new > old + abs(old) * tolerance
+
+
+def decide(candidate: dict, champion: dict | None, tolerance: float) -> tuple[bool, list[str]]:
     """(promote?, reasons). Pure: the whole policy is here."""
-    if promoted is None:
+    new = candidate["model"]
+    not_finite = [k for k in DIRECTIONS if not math.isfinite(new[k])]
+    if not_finite:
+        return False, [f"candidate {k} is {new[k]}: not finite" for k in not_finite]
+    if champion is None:
         return True, ["no promoted model yet"]
-    new, old = candidate["model"], promoted["model"]
-    reasons = []
+    old = champion["model"]
+    broken = [k for k in DIRECTIONS if not math.isfinite(old[k])]
+    if broken:
+        return True, [
+            f"promoted model's {k} is {old[k]}: any finite candidate wins" for k in broken
+        ]
     better = new[PRIMARY] < old[PRIMARY]
     verdict = "better" if better else "not better"
-    reasons.append(f"{PRIMARY} {new[PRIMARY]:.4f} vs {old[PRIMARY]:.4f}: {verdict}")
+    reasons = [f"{PRIMARY} {new[PRIMARY]:.4f} vs {old[PRIMARY]:.4f}: {verdict}"]
     regressions = [
-        f"{key} {new[key]:.4f} < {old[key]:.4f} by more than {tolerance:.0%}"
-        for key in SECONDARY_HIGHER_IS_BETTER
-        if new[key] < old[key] * (1.0 - tolerance)
+        f"{key} {new[key]:.4f} {'<' if direction == 'higher' else '>'} {old[key]:.4f} "
+        f"by more than {tolerance:.0%}"
+        for key, direction in DIRECTIONS.items()
+        if key != PRIMARY and _worse(direction, new[key], old[key], tolerance)
     ]
-    reasons.extend(regressions)
-    return better and not regressions, reasons
+    return better and not regressions, reasons + regressions
 
 
-def promote(candidate_dir: str, promoted_dir: str, tolerance: float) -> tuple[bool, dict]:
+def check_paths(candidate_dir: str, promoted_dir: str) -> None:
+    """Refuse a bucket (or filesystem) root and overlapping candidate and promoted prefixes."""
     for path in (candidate_dir, promoted_dir):
         storage.check_bucket(path)
-    candidate = read_metrics(candidate_dir, required=True)
-    promoted = read_metrics(promoted_dir, required=False)
-    promote_it, reasons = decide(candidate, promoted, tolerance)
+    root = storage.split_gcs(promoted_dir)[1] if storage.is_gcs(promoted_dir) else promoted_dir
+    if not root.strip("/"):
+        raise GateError(
+            f"--promoted={promoted_dir}: a bucket or filesystem root; give the gate a prefix "
+            "of its own, e.g. gs://BUCKET/models/gan"
+        )
+
+    def normal(path: str) -> str:
+        return (path if storage.is_gcs(path) else os.path.abspath(path)).rstrip("/") + "/"
+
+    a, b = normal(candidate_dir), normal(promoted_dir)
+    if a.startswith(b) or b.startswith(a):
+        raise GateError(f"--candidate={candidate_dir} and --promoted={promoted_dir} overlap")
+
+
+def current(promoted_dir: str) -> dict | None:
+    """The promoted version's record from the pointer, or None before the first promotion."""
+    path = storage.join(promoted_dir, DECISION_FILE)
+    if not storage.exists(path):
+        if storage.exists(storage.join(promoted_dir, METRICS_FILE)):
+            # The layout before versions: the prefix itself held the promoted export.
+            return {"version": "unversioned", "model_dir": promoted_dir}
+        return None
+    try:
+        record = json.loads(storage.read_text(path))
+        return {"version": str(record["version"]), "model_dir": str(record["model_dir"])}
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise GateError(f"{path}: corrupt promotion pointer ({type(e).__name__}: {e})") from e
+
+
+def publish_version(candidate_dir: str, promoted_dir: str, version: str) -> str:
+    """Copy the candidate into ``versions/<version>/`` (ours alone); return that prefix."""
+    version_dir = storage.join(promoted_dir, VERSIONS, version)
+    marker = storage.join(version_dir, OWNER_MARKER)
+    if storage.list_tree(version_dir) and not storage.exists(marker):
+        raise GateError(
+            f"{version_dir}: holds objects the gate did not write; refusing to overwrite"
+        )
+    storage.write_text(marker, "written by pipeline.promote; the gate owns this prefix\n")
+    storage.copy_tree(candidate_dir, version_dir, last=METRICS_FILE)
+    return version_dir
+
+
+def _data_fingerprint(candidate_dir: str) -> str | None:
+    path = storage.join(candidate_dir, MANIFEST_FILE)
+    if not storage.exists(path):
+        return None
+    try:
+        return json.loads(storage.read_text(path)).get("fingerprint")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+
+
+def promote(
+    candidate_dir: str,
+    promoted_dir: str,
+    tolerance: float,
+    commit: str = "",
+    registry=None,
+) -> tuple[bool, dict]:
+    """Decide, then (if the candidate wins) publish its version and switch the pointer."""
+    check_paths(candidate_dir, promoted_dir)
+    candidate = read_metrics(candidate_dir)
+    champion_ref = current(promoted_dir)
+    champion = read_metrics(champion_ref["model_dir"]) if champion_ref else None
+    promote_it, reasons = decide(candidate, champion, tolerance)
+    version = str(candidate.get("weights_sha256") or "unknown")[:16]
     decision = {
         "decision": "promoted" if promote_it else "kept",
         "reasons": reasons,
-        "candidate": candidate_dir,
-        "candidate_weights_sha256": candidate.get("weights_sha256"),
-        "promoted": promoted_dir,
-        "previous_weights_sha256": promoted.get("weights_sha256") if promoted else None,
+        "primary_metric": PRIMARY,
+        "metrics": {
+            name: {
+                "direction": direction,
+                "challenger": candidate["model"][name],
+                "champion": champion["model"][name] if champion else None,
+            }
+            for name, direction in DIRECTIONS.items()
+        },
+        "challenger": {
+            "export": candidate_dir,
+            "version": version,
+            "weights_sha256": candidate.get("weights_sha256"),
+        },
+        "champion": champion_ref,
+        "data_fingerprint": _data_fingerprint(candidate_dir),
+        "commit": commit or None,
         "tolerance": tolerance,
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    text = json.dumps(decision, indent=2) + "\n"
+    model_dir = candidate_dir
     if promote_it:
-        # Un-commit first: while files change, no reader takes the directory for a complete model.
-        storage.delete(storage.join(promoted_dir, METRICS_FILE))
-        copied = set(storage.copy_tree(candidate_dir, promoted_dir, last=METRICS_FILE))
-        for rel in storage.list_tree(promoted_dir):
-            if rel not in copied and rel != DECISION_FILE:
-                storage.delete(storage.join(promoted_dir, rel))
-        storage.write_text(storage.join(promoted_dir, DECISION_FILE), text)
-    storage.write_text(storage.join(candidate_dir, DECISION_FILE), text)
+        model_dir = publish_version(candidate_dir, promoted_dir, version)
+    if registry is not None:
+        decision["model_registry"] = registry(decision, model_dir, promote_it)
+    pointer = {**decision, "version": version, "model_dir": model_dir}
+    if promote_it:
+        # The switch: one object write. Until it lands the previous version stays promoted.
+        storage.write_text(
+            storage.join(promoted_dir, DECISION_FILE), json.dumps(pointer, indent=2) + "\n"
+        )
+    storage.write_text(
+        storage.join(candidate_dir, DECISION_FILE), json.dumps(decision, indent=2) + "\n"
+    )
     return promote_it, decision
 
 
 def main(argv: Sequence[str]) -> None:
+    from pipeline import registry
+
     if not FLAGS.candidate or not FLAGS.promoted:
         print("promote: error: --candidate and --promoted are required", file=sys.stderr)
         sys.exit(EXIT_ERROR)
     try:
-        promoted, decision = promote(FLAGS.candidate, FLAGS.promoted, FLAGS.tolerance)
-    except (GateError, storage.StorageError) as e:
+        if not (FLAGS.tolerance >= 0 and math.isfinite(FLAGS.tolerance)):
+            raise GateError(f"--tolerance={FLAGS.tolerance}: must be a finite number >= 0")
+        upload = None
+        if FLAGS.model_registry:
+            upload = registry.Uploader(
+                FLAGS.model_registry, FLAGS.serving_image, FLAGS.commit, FLAGS.dry_run
+            )
+        promoted, decision = promote(
+            FLAGS.candidate, FLAGS.promoted, FLAGS.tolerance, FLAGS.commit, upload
+        )
+    except (GateError, registry.RegistryError, storage.StorageError) as e:
         print(f"promote: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+    except Exception as e:  # the documented exit code, never a traceback
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"promote: error: {type(e).__name__}: {first}", file=sys.stderr)
         sys.exit(EXIT_ERROR)
     print(f"promote: {decision['decision']}: {'; '.join(decision['reasons'])}")
     sys.exit(EXIT_PROMOTED if promoted else EXIT_KEPT)

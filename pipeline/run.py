@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from common import storage
+from trainer import presets
 from trainer.config import TrainConfig
 
 FLAGS = flags.FLAGS
@@ -29,33 +30,6 @@ flags.DEFINE_string("output_dir", None, "Root of data/, job/, export/ (local or 
 
 TRAINER_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "job_dir"}
 
-# The main command's training run: the measured default (benchmarks/README.md), sized to finish
-# the whole pipeline within 15 minutes on 2 CPU cores. Any of them can be overridden.
-TRAINER_DEFAULTS = {
-    "conditional": "true",  # class-conditional BN: FD 2.4 vs 24.9 unconditional at 10 minutes
-    "model_width": "32",
-    "batch_size": "64",
-    "train_steps": "14000",
-    "log_every": "500",
-    "sample_every": "1000",
-    "checkpoint_every": "2000",
-    "eval_every": "7000",
-    "eval_samples": "2000",
-}
-
-
-def cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX: bf16 matmuls run faster than fp32 (measured: ~1.3× on DCGAN)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu_flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in cpu_flags or "amx_bf16" in cpu_flags
-
-
-if cpu_has_bf16():
-    TRAINER_DEFAULTS["mixed_precision"] = "bf16"
 
 
 class PipelineError(RuntimeError):
@@ -74,7 +48,8 @@ def route(args: Sequence[str]) -> tuple[list[str], list[str]]:
         name = _flag_name(arg)
         (trainer if name in TRAINER_FLAGS else preprocess).append(arg)
     given = {_flag_name(a) for a in trainer}
-    trainer = [f"--{k}={v}" for k, v in TRAINER_DEFAULTS.items() if k not in given] + trainer
+    # The measured configuration (trainer/presets.py); the user's own flags win over it.
+    trainer = ([] if "preset" in given else [f"--preset={presets.PIPELINE}"]) + trainer
     return preprocess, trainer
 
 

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+from trainer import presets
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("project", None, "Google Cloud project id.")
 flags.DEFINE_string("region", "us-central1", "Region for Dataflow and Vertex AI.")
@@ -78,6 +80,10 @@ class Target:
     @property
     def data_dir(self) -> str:
         return f"gs://{self.bucket}/data"
+
+    @property
+    def classifier_dir(self) -> str:
+        return f"gs://{self.bucket}/classifier"
 
     @property
     def run_dir(self) -> str:
@@ -143,17 +149,31 @@ def machine_spec(accelerator: str, tpu: str, machine_type: str | None) -> dict:
 def trainer_args(
     target: Target, accelerator: str, tpu: str, replicas: int, extra: Sequence[str]
 ) -> list[str]:
-    """The container's args: trainer flags. Output dirs come from Vertex's AIP_* variables."""
+    """The container's args: trainer flags. Output dirs come from Vertex's AIP_* variables.
+
+    The model is the measured preset (``trainer/presets.py``) unless ``extra`` names another;
+    what the machine changes is spelled out here: the strategy, and the precision its device
+    supports (``auto``). ``extra`` (e.g. ``--train_steps``, ``--batch_size``) comes last and wins.
+    """
     _, count = _parse_accelerator(accelerator) if accelerator else ("", 0)
     if tpu:
-        strategy = ["--strategy=tpu", "--mixed_precision=bf16"]
+        strategy = "tpu"
     elif replicas > 1:
-        strategy = ["--strategy=multi_worker"]
+        strategy = "multi_worker"
     elif count > 1:
-        strategy = ["--strategy=mirrored"]
+        strategy = "mirrored"
     else:
-        strategy = ["--strategy=auto"]
-    return [f"--data_dir={target.data_dir}", *strategy, *extra]
+        strategy = "auto"
+    given = {arg.lstrip("-").split("=", 1)[0] for arg in extra}
+    preset = [] if "preset" in given else [f"--preset={presets.PIPELINE}"]
+    return [
+        f"--data_dir={target.data_dir}",
+        *preset,
+        f"--strategy={strategy}",
+        "--mixed_precision=auto",
+        f"--classifier_dir={target.classifier_dir}",
+        *extra,
+    ]
 
 
 def custom_job(

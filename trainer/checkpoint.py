@@ -39,6 +39,21 @@ def _latest_in_state(text: str) -> str | None:
     return os.path.basename(match.group(1)) if match else None
 
 
+def _all_in_state(text: str) -> list[str]:
+    """Every kept checkpoint the state file lists, oldest first."""
+    found = re.findall(r'^all_model_checkpoint_paths:\s*"([^"]+)"', text, re.MULTILINE)
+    return [os.path.basename(name) for name in found]
+
+
+def retained(committed: list[str], new: str, keep: int) -> list[str]:
+    """The checkpoints to keep after committing ``new``: the newest ``keep``, oldest first.
+
+    ``committed`` comes from the target's own state file, not from the local manager, which on a
+    fresh machine (an empty scratch dir) knows only the checkpoints it wrote itself.
+    """
+    return ([name for name in committed if name != new] + [new])[-keep:]
+
+
 class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the model built from the flags (another architecture or size)."""
 
@@ -54,6 +69,7 @@ class CheckpointStore:
         scratch: str | None = None,
     ):
         self.target = target
+        self.keep = keep
         self.remote = storage.is_gcs(target)
         self.is_chief = is_chief
         self.local_dir = scratch if self.remote else target
@@ -117,8 +133,10 @@ class CheckpointStore:
                 storage.upload_file(
                     os.path.join(self.local_dir, file_name), storage.join(self.target, file_name)
                 )
-        kept = [os.path.basename(p) for p in self.manager.checkpoints]
-        storage.write_text(storage.join(self.target, STATE_FILE), _state_text(name, kept))
+        state = storage.join(self.target, STATE_FILE)
+        committed = _all_in_state(storage.read_text(state)) if storage.exists(state) else []
+        kept = retained(committed, name, self.keep)
+        storage.write_text(state, _state_text(name, kept))
         for remote_file in storage.list_files(self.target):
             file_name = remote_file.rsplit("/", 1)[1]
             prefix = file_name.split(".", 1)[0]

@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection, Mapping
 
-from trainer import losses, models
+from trainer import losses, models, presets
 
 
 class ConfigError(ValueError):
@@ -18,6 +19,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     data_dir: str
     job_dir: str
+    preset: str = presets.TUTORIAL  # recorded; its values are already applied to the fields
     architecture: str = "dcgan"
     loss: str = "non_saturating"
     label_smoothing: float = 0.0
@@ -36,7 +38,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     seed: int = 0
     ema_decay: float = 0.999
-    mixed_precision: str = "none"
+    mixed_precision: str = "none"  # "auto" is resolved per device when training starts
     strategy: str = "auto"
     tpu: str = ""
     cpu_replicas: int = 0
@@ -66,6 +68,55 @@ class TrainConfig:
             width=self.model_width,
             dropout=self.d_dropout,
         )
+
+
+def resolve(
+    values: Mapping[str, object],
+    given: Collection[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> TrainConfig:
+    """The configuration a run trains: the preset's values, then the flags the user gave.
+
+    ``values`` holds every field's flag value, ``given`` the names set on the command line (or
+    in a flag file): those win over the preset. Output directories left unset come from
+    Vertex AI's ``AIP_*`` variables in ``environ``.
+    """
+    preset = str(values.get("preset") or presets.TUTORIAL)
+    _check(preset in presets.PRESETS, f"--preset={preset}: choose one of {sorted(presets.PRESETS)}")
+    resolved = {**values, "preset": preset}
+    resolved.update({k: v for k, v in presets.PRESETS[preset].items() if k not in given})
+    for name, (variable, convert) in VERTEX_ENV.items():
+        if not resolved.get(name) and (environ or {}).get(variable):
+            resolved[name] = convert((environ or {})[variable])
+    return validate(TrainConfig(**resolved))
+
+
+# Vertex AI sets these for a CustomJob with a baseOutputDirectory B: B/model/, B/checkpoints/,
+# B/logs/. They fill the directories a user left unset; the job dir is B itself.
+VERTEX_ENV = {
+    "job_dir": ("AIP_MODEL_DIR", lambda v: v.rstrip("/").rsplit("/", 1)[0]),
+    "checkpoint_dir": ("AIP_CHECKPOINT_DIR", lambda v: v.rstrip("/")),
+    "tensorboard_dir": ("AIP_TENSORBOARD_LOG_DIR", lambda v: v.rstrip("/")),
+}
+
+
+def to_flags_text(config: TrainConfig) -> str:
+    """The resolved configuration as ``--flagfile`` lines: every field, explicitly.
+
+    Written as ``flags.txt`` with each run, so a re-run with ``--flagfile`` (or the export,
+    which rebuilds the model from it) sees what was trained, including directories that came
+    from the environment and the preset's values.
+    """
+    lines = []
+    for field in dataclasses.fields(TrainConfig):
+        value = getattr(config, field.name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            lines.append(f"--{'' if value else 'no'}{field.name}")
+        else:
+            lines.append(f"--{field.name}={value}")
+    return "\n".join(lines) + "\n"
 
 
 def from_flags_text(text: str, where: str) -> TrainConfig:
@@ -100,7 +151,22 @@ def from_flags_text(text: str, where: str) -> TrainConfig:
     return validate(TrainConfig(**values))
 
 
+def auto_mixed_precision(device: str, cpu_flags: str = "") -> str:
+    """What ``--mixed_precision=auto`` means on a device: ``tpu``, ``gpu`` or ``cpu``.
+
+    bf16 on TPUs and on CPUs with AVX512-BF16 or AMX (measured ~1.3× on the DCGAN step), fp16
+    with loss scaling on GPUs, fp32 elsewhere (bf16 emulated in software is slower than fp32).
+    """
+    if device == "tpu":
+        return "bf16"
+    if device == "gpu":
+        return "fp16"
+    return "bf16" if ("avx512_bf16" in cpu_flags or "amx_bf16" in cpu_flags) else "none"
+
+
 MIXED_PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+AUTO = "auto"
+MIXED_PRECISION_CHOICES = (AUTO, *MIXED_PRECISION_POLICIES)
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
 
@@ -111,6 +177,10 @@ def _check(condition: bool, message: str) -> None:
 
 def validate(config: TrainConfig) -> TrainConfig:
     """Reject values and combinations that cannot train; return the config unchanged."""
+    _check(
+        config.preset in presets.PRESETS,
+        f"--preset={config.preset}: choose one of {sorted(presets.PRESETS)}",
+    )
     _check(bool(config.data_dir), "--data_dir is required")
     _check(bool(config.job_dir), "--job_dir is required")
     _check(
@@ -143,9 +213,9 @@ def validate(config: TrainConfig) -> TrainConfig:
     _check(config.max_minutes >= 0, "--max_minutes must be >= 0 (0: no limit)")
     _check(0.0 <= config.ema_decay < 1.0, "--ema_decay must be in [0, 1) (0: no EMA)")
     _check(
-        config.mixed_precision in MIXED_PRECISION_POLICIES,
+        config.mixed_precision in MIXED_PRECISION_CHOICES,
         f"--mixed_precision={config.mixed_precision}: choose one of "
-        f"{sorted(MIXED_PRECISION_POLICIES)}",
+        f"{list(MIXED_PRECISION_CHOICES)}",
     )
     _check(
         config.strategy in STRATEGIES,

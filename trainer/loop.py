@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common import schema
+from common import schema, storage
 from trainer import config as config_lib
 from trainer import data
 from trainer import strategy as strategy_lib
@@ -25,6 +25,7 @@ from trainer.progress import Reporter
 from trainer.workspace import Workspace
 
 SAMPLE_GRID = 100  # 10×10
+FLAGS_FILE = "flags.txt"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,10 +72,10 @@ def _next_event(step: int, config: TrainConfig) -> int:
 def train(
     config: TrainConfig,
     should_stop: Callable[[], bool] = lambda: False,
-    write_flags: Callable[[str], None] = lambda path: None,
 ) -> TrainResult:
     started = time.monotonic()
     strategy = strategy_lib.make_strategy(config)
+    config = strategy_lib.resolve_device_settings(config, strategy)
     _setup_numerics(config)
     chief = strategy_lib.is_chief(strategy)
     worker_id = strategy_lib.worker_id(strategy)
@@ -98,7 +99,7 @@ def train(
         return TrainResult(step, "already_complete", store.latest, {}, gan.fingerprint())
     if chief:
         workspace.pull()
-        write_flags(workspace.job.path("flags.txt"))
+        storage.write_text(workspace.job.path(FLAGS_FILE), config_lib.to_flags_text(config))
         workspace.push()
 
     dataset = strategy.distribute_datasets_from_function(

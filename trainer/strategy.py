@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -9,6 +10,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from trainer import config as config_lib
 from trainer.config import ConfigError, TrainConfig
 
 TPU_ENV_VARS = (
@@ -104,8 +106,13 @@ def make_strategy(config: TrainConfig) -> tf.distribute.Strategy:
 
 
 def worker_id(strategy: tf.distribute.Strategy) -> int:
+    """A number per process: the chief 0, the workers after it (Vertex: a chief and workers)."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    return int(getattr(resolver, "task_id", 0) or 0) if resolver is not None else 0
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return 0
+    index = int(resolver.task_id or 0)
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return index + 1 if resolver.task_type == "worker" and has_chief else index
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -117,3 +124,27 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type == "chief" or (
         task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
     )
+
+
+def device_kind(strategy: tf.distribute.Strategy) -> str:
+    """``tpu``, ``gpu`` or ``cpu``: what the replicas run on."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "tpu"
+    return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+
+
+def cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def resolve_device_settings(config: TrainConfig, strategy: tf.distribute.Strategy) -> TrainConfig:
+    """``--mixed_precision=auto`` made concrete for this device, as ``flags.txt`` records it."""
+    if config.mixed_precision != config_lib.AUTO:
+        return config
+    kind = device_kind(strategy)
+    precision = config_lib.auto_mixed_precision(kind, cpu_flags() if kind == "cpu" else "")
+    return dataclasses.replace(config, mixed_precision=precision)

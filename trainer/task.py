@@ -20,7 +20,7 @@ from absl import app, flags
 
 from common import storage
 from trainer import config as config_lib
-from trainer import losses, models
+from trainer import losses, models, presets
 
 FLAGS = flags.FLAGS
 _DEFAULTS = config_lib.TrainConfig(data_dir="", job_dir="")
@@ -29,6 +29,12 @@ flags.DEFINE_string(
     "data_dir", None, "Preprocessed data: TFRecords + manifest.json (local or gs://)."
 )
 flags.DEFINE_string("job_dir", None, "Checkpoints, logs, samples, metrics (local or gs://).")
+flags.DEFINE_enum(
+    "preset",
+    presets.TUTORIAL,
+    sorted(presets.PRESETS),
+    "Named configuration; flags given explicitly win over it. " + presets.describe(),
+)
 flags.DEFINE_enum(
     "architecture",
     _DEFAULTS.architecture,
@@ -76,8 +82,9 @@ flags.DEFINE_float(
 flags.DEFINE_enum(
     "mixed_precision",
     _DEFAULTS.mixed_precision,
-    sorted(config_lib.MIXED_PRECISION_POLICIES),
-    "bf16 on CPU/TPU, fp16 (with loss scaling) on GPU.",
+    list(config_lib.MIXED_PRECISION_CHOICES),
+    "bf16 on CPU/TPU, fp16 (with loss scaling) on GPU; auto: bf16 on TPUs and CPUs with "
+    "AVX512-BF16/AMX, fp16 on GPUs, none (fp32) elsewhere.",
 )
 flags.DEFINE_enum(
     "strategy",
@@ -126,30 +133,14 @@ flags.DEFINE_string(
     "classifier_dir", "", "Cache of evaluation classifiers (default: a temp dir; local or gs://)."
 )
 
-# Vertex AI sets these for a CustomJob with a baseOutputDirectory: BASE/model, BASE/checkpoints,
-# BASE/logs. They fill the flags a user left unset.
-VERTEX_ENV = {
-    "job_dir": ("AIP_MODEL_DIR", lambda v: v.rstrip("/").rsplit("/", 1)[0]),
-    "checkpoint_dir": ("AIP_CHECKPOINT_DIR", lambda v: v.rstrip("/")),
-    "tensorboard_dir": ("AIP_TENSORBOARD_LOG_DIR", lambda v: v.rstrip("/")),
-}
-
 CONFIG_FIELDS = [f.name for f in dataclasses.fields(config_lib.TrainConfig)]
 
 
 def config_from_flags(environ: dict[str, str] = os.environ) -> config_lib.TrainConfig:
+    """The preset, then the flags given, then Vertex AI's output directories for unset ones."""
     values = {name: FLAGS[name].value for name in CONFIG_FIELDS}
-    for name, (variable, convert) in VERTEX_ENV.items():
-        if not values[name] and environ.get(variable):
-            values[name] = convert(environ[variable])
-    return config_lib.validate(config_lib.TrainConfig(**values))
-
-
-def flags_text() -> str:
-    """The resolved flags, one per line, for ``--flagfile`` (unset ones are left out)."""
-    lines = [FLAGS[name].serialize() for name in CONFIG_FIELDS]
-    lines = [line for line in lines if line]
-    return "\n".join(lines) + "\n"
+    given = {name for name in CONFIG_FIELDS if FLAGS[name].present}
+    return config_lib.resolve(values, given, environ)
 
 
 class StopOnSignal:
@@ -179,11 +170,7 @@ def main(argv: Sequence[str]) -> None:
         sys.exit(f"trainer: error: unexpected arguments {' '.join(argv[1:])}")
     try:
         config = config_from_flags()
-        result = loop.train(
-            config,
-            should_stop=StopOnSignal(),
-            write_flags=lambda path: storage.write_text(path, flags_text()),
-        )
+        result = loop.train(config, should_stop=StopOnSignal())
     except (
         config_lib.ConfigError,
         data.DataError,

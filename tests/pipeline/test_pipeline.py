@@ -231,14 +231,11 @@ def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tiny_data_di
 
 
 def test_route_sends_flags_to_their_stage_and_user_flags_win_over_defaults():
-    from pipeline.run import TRAINER_DEFAULTS, route
+    from pipeline.run import route
 
     preprocess, trainer = route(["--digits=3", "--runner=DirectRunner", "--batch_size=32"])
     assert preprocess == ["--digits=3", "--runner=DirectRunner"]
-    assert "--batch_size=32" in trainer and "--batch_size=64" not in trainer
-    assert f"--model_width={TRAINER_DEFAULTS['model_width']}" in trainer
-    assert "--conditional=true" in trainer  # the measured default
+    assert trainer == ["--preset=pipeline", "--batch_size=32"]  # the measured default, then
 
-    _, trainer = route(["--noconditional"])
-    assert "--noconditional" in trainer
-    assert not any(arg.startswith("--conditional") for arg in trainer)
+    _, trainer = route(["--noconditional", "--preset=tutorial"])
+    assert trainer == ["--noconditional", "--preset=tutorial"]
