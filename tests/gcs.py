@@ -86,3 +86,13 @@ class GcsEmulator:
 
     def read(self, name: str, bucket: str = BUCKET) -> bytes:
         return self.client().bucket(bucket).blob(name).download_as_bytes()
+
+    def committed_step(self, checkpoints: str) -> int:
+        """The step of the checkpoint committed under a prefix (0: none yet)."""
+        if f"{checkpoints}/checkpoint" not in self.list(f"{checkpoints}/"):
+            return 0
+        text = self.read(f"{checkpoints}/checkpoint").decode()
+        return int(text.split('"')[1].rsplit("-", 1)[1])
+
+    def kept_checkpoints(self, checkpoints: str) -> set[str]:
+        return {n.rsplit("/", 1)[1].split(".")[0] for n in self.list(f"{checkpoints}/ckpt-")}

@@ -33,11 +33,7 @@ def bucket_data(gcs, tmp_path) -> str:
 
 
 def remote_latest(gcs, job: str) -> int:
-    names = gcs.list(f"{job}/checkpoints/")
-    if f"{job}/checkpoints/checkpoint" not in names:
-        return 0
-    text = gcs.read(f"{job}/checkpoints/checkpoint").decode()
-    return int(text.split('"')[1].rsplit("-", 1)[1])
+    return gcs.committed_step(f"{job}/checkpoints")
 
 
 def assert_committed_checkpoint_complete(gcs, job: str) -> int:
@@ -79,14 +75,27 @@ def test_training_in_the_bucket_survives_sigkill_and_resumes_on_a_fresh_machine(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert final_fingerprint(resumed.stdout) == final_fingerprint(reference.stdout)
     assert remote_latest(gcs, "job") == 24
-    kept = {n.rsplit("/", 1)[1].split(".")[0] for n in gcs.list("job/checkpoints/ckpt-")}
-    assert kept == {"ckpt-16", "ckpt-20", "ckpt-24"}  # --keep_checkpoints=3
+    assert gcs.kept_checkpoints("job/checkpoints") == {"ckpt-16", "ckpt-20", "ckpt-24"}
     steps = [
         json.loads(line)["step"] for line in gcs.read("job/metrics.jsonl").decode().splitlines()
     ]
     assert steps == list(range(2, 25, 2))
     assert "job/flags.txt" in gcs.list("job/")
     assert any(n.startswith("job/logs/events.out.tfevents") for n in gcs.list("job/logs/"))
+
+
+def test_resume_on_a_fresh_machine_keeps_the_buckets_older_checkpoints(gcs, bucket_data, tmp_path):
+    """A restarted job's checkpoint manager starts empty; retention still counts the bucket's."""
+    job = f"gs://{BUCKET}/job"
+    args = ["--checkpoint_every=4", "--keep_checkpoints=3", "--steps_per_call=4"]
+    first = train(bucket_data, job, *args, "--train_steps=12", f"--scratch_dir={tmp_path / 'a'}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert gcs.kept_checkpoints("job/checkpoints") == {"ckpt-4", "ckpt-8", "ckpt-12"}
+    resumed = train(bucket_data, job, *args, "--train_steps=16", f"--scratch_dir={tmp_path / 'b'}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert gcs.kept_checkpoints("job/checkpoints") == {"ckpt-8", "ckpt-12", "ckpt-16"}
+    state = gcs.read("job/checkpoints/checkpoint").decode()
+    assert state.count("all_model_checkpoint_paths") == 3 and '"ckpt-16"' in state
 
 
 def test_outage_during_upload_keeps_the_last_commit_and_resumes_after(gcs, bucket_data, tmp_path):

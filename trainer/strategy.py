@@ -6,6 +6,7 @@ import dataclasses
 import glob
 import json
 import os
+import signal
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -96,7 +97,14 @@ STRATEGIES: dict[str, Callable[[TrainConfig], tf.distribute.Strategy]] = {
 
 
 def make_strategy(config: TrainConfig) -> tf.distribute.Strategy:
+    # Multi-worker TF starts a coordination service whose preemption notifier installs a C-level
+    # SIGTERM handler over the process's own: the trainer would then train on through a
+    # preemption notice. Put the process's handlers back.
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     strategy = STRATEGIES[config.strategy](config)
+    for signum, handler in handlers.items():
+        if handler is not None:
+            signal.signal(signum, handler)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise ConfigError(
