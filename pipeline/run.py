@@ -31,7 +31,6 @@ flags.DEFINE_string("output_dir", None, "Root of data/, job/, export/ (local or 
 TRAINER_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "job_dir"}
 
 
-
 class PipelineError(RuntimeError):
     """A stage failed; its own one-line error was printed above."""
 

@@ -9,11 +9,11 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from common import storage
 from tests import helpers
 from tests.gcs import BUCKET
+from tests.rehearsal import Build
 
 SUBSTITUTIONS = {
     "PROJECT_ID": "my-project",
@@ -99,6 +99,18 @@ def test_custom_job_specs_validate_and_parse_as_trainer_flags(args, pools, strat
     assert config["train_steps"] == 77 and config["architecture"] == "dense"
     assert config["data_dir"] == "gs://b/data"
     assert config["job_dir"] == "gs://b/runs/r1"  # from Vertex's AIP_MODEL_DIR
+    # The measured model (trainer/presets.py), not the trainer's bare defaults.
+    assert config["preset"] == "pipeline" and config["conditional"] is True
+    assert config["model_width"] == 32 and config["eval_every"] > 0
+    assert config["mixed_precision"] == "auto" and config["classifier_dir"] == "gs://b/classifier"
+
+
+def test_a_preset_given_to_the_job_replaces_the_default_one():
+    job = dry_run_job("--", "--preset=tutorial")
+    args = job["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+    assert [a for a in args if a.startswith("--preset")] == ["--preset=tutorial"]
+    config = parse_with_trainer_flags(args)
+    assert config["conditional"] is False and config["model_width"] == 64
 
 
 def test_service_account_and_tensorboard_reach_the_spec():
@@ -143,56 +155,42 @@ def test_dataflow_options_are_valid_beam_options():
     )
     cloud = options.view_as(GoogleCloudOptions)
     assert (cloud.project, cloud.region, cloud.temp_location) == ("p", "us-central1", "gs://b/tmp")
+    assert cloud.staging_location == "gs://b/staging"
     assert options.get_all_options()["sdk_container_image"] == "img:1"
     assert options.get_all_options()["runner"] == "DataflowRunner"
 
 
-# --- cloudbuild.yaml ----------------------------------------------------------------------------
+# --- cloudbuild.yaml (its steps run for real in tests/test_rehearsal.py) ----------------------
 
 
-def _substitute(value: str, subs: dict[str, str]) -> str:
-    for _ in range(3):  # dynamic substitutions refer to each other
-        value = re.sub(r"\$\{(\w+)\}", lambda m: subs.get(m.group(1), m.group(0)), value)
-    return value
-
-
-def test_cloudbuild_runs_every_stage_and_each_command_works_here():
-    with open(os.path.join(helpers.REPO_ROOT, "cloudbuild.yaml")) as f:
-        build = yaml.safe_load(f)
-    subs = {**build["substitutions"], **SUBSTITUTIONS}
-    subs = {k: _substitute(v, subs) for k, v in subs.items()}
+def test_cloudbuild_steps_in_order_with_the_image_and_the_gates_exit_codes():
+    build = Build(SUBSTITUTIONS)
     assert (
-        subs["_IMAGE"] == "europe-west4-docker.pkg.dev/my-project/gan-pipeline/gan-pipeline:0123abc"
+        build.subs["_IMAGE"]
+        == "europe-west4-docker.pkg.dev/my-project/gan-pipeline/gan-pipeline:0123abc"
     )
-    steps = {step["id"]: step for step in build["steps"]}
-    assert list(steps) == ["build", "test", "push", "preprocess", "train", "export", "promote"]
-    assert steps["build"]["args"][:2] == ["build", "--tag=${_IMAGE}"]
-    assert steps["push"]["args"] == ["push", "${_IMAGE}"]
-    assert steps["promote"]["allowExitCodes"] == [3]
-    for step_id in ("preprocess", "train", "export", "promote"):
-        step = steps[step_id]
-        assert step["name"] == "${_IMAGE}" and step["entrypoint"] == "python"
-        args = [_substitute(a, subs) for a in step["args"]]
-        assert args[0] == "-m"
-        if args[1] == "pipeline.submit":
-            args = [*args[:3], "--dry_run", *(a for a in args[3:] if a != "--wait")]
-        else:
-            args = [*args[:2], "--help"]
-        proc = helpers.run_module(args[1], *args[2:])
-        if "--help" in args:  # absl prints usage and exits 1; the flags the step uses must be there
-            used = {a.split("=")[0] for a in step["args"] if a.startswith("--")}
-            assert used and all(flag in proc.stdout for flag in used), (step_id, proc.stdout)
-            continue
-        assert proc.returncode == 0, (step_id, proc.stderr[-3000:])
-        if step_id == "train":
-            spec = json.loads(proc.stdout)["jobSpec"]
-            assert spec["baseOutputDirectory"]["outputUriPrefix"] == "gs://my-bucket/runs/0123abc"
-            assert "--train_steps=100" in spec["workerPoolSpecs"][0]["containerSpec"]["args"]
-    export_args = [_substitute(a, subs) for a in steps["export"]["args"]]
-    assert "--job_dir=gs://my-bucket/runs/0123abc" in export_args
-    promote_args = [_substitute(a, subs) for a in steps["promote"]["args"]]
-    assert "--candidate=gs://my-bucket/runs/0123abc/export" in promote_args
-    assert "--promoted=gs://my-bucket/models/promoted" in promote_args
+    assert list(build.steps) == [
+        "build",
+        "test",
+        "push",
+        "preprocess",
+        "train",
+        "export",
+        "promote",
+    ]
+    assert build.steps["build"]["args"][:2] == ["build", "--tag=${_IMAGE}"]
+    assert build.steps["push"]["args"] == ["push", "${_IMAGE}"]
+    assert build.allowed_exit_codes("promote") == {0, 3}
+    for step_id in ("test", "preprocess", "train", "export", "promote"):
+        assert build.steps[step_id]["name"] == "${_IMAGE}"
+    _, promote = build.module_args("promote")
+    assert "--promoted=gs://my-bucket/models/gan" in promote and "--commit=0123abc" in promote
+    _, train = build.module_args("train")
+    assert train[train.index("--") + 1 :] == [
+        "--preset=pipeline",
+        "--batch_size=64",
+        "--train_steps=100",
+    ]
 
 
 # --- Dockerfile (static: no Docker engine here) ----------------------------------------------
@@ -240,8 +238,12 @@ def test_entrypoint_runs_the_trainer_or_hands_dataflow_to_beam_boot():
 
 # --- the promotion gate, against the GCS emulator ------------------------------------------
 
+PROMOTED = f"gs://{BUCKET}/models/gan"
 
-def _write_export(root: str, fd: float, score: float = 9.0, sha: str = "a", extra: str = "") -> str:
+
+def _write_export(
+    root: str, fd: float, score: float = 9.0, sha: str = "a", recall: float = 0.7
+) -> str:
     metrics = {
         "weights_sha256": sha,
         "model": {
@@ -249,63 +251,217 @@ def _write_export(root: str, fd: float, score: float = 9.0, sha: str = "a", extr
             "classifier_score": score,
             "min_class_share": 0.09,
             "precision": 0.8,
-            "recall": 0.7,
+            "recall": recall,
         },
     }
     storage.write_text(storage.join(root, "generator", "saved_model.pb"), f"model {sha}")
-    if extra:
-        storage.write_text(storage.join(root, extra), "x")
+    storage.write_text(storage.join(root, "manifest.json"), json.dumps({"fingerprint": "data1"}))
     storage.write_text(storage.join(root, "metrics.json"), json.dumps(metrics))
     return root
 
 
-def gate(candidate: str, promoted: str):
+def gate(candidate: str, promoted: str = PROMOTED, *args: str):
     return helpers.run_module(
-        "pipeline.promote", f"--candidate={candidate}", f"--promoted={promoted}"
+        "pipeline.promote", f"--candidate={candidate}", f"--promoted={promoted}", *args
     )
 
 
+def pointer(gcs) -> dict:
+    return json.loads(gcs.read("models/gan/promotion.json"))
+
+
 def test_promotion_gate_against_the_bucket(gcs):
-    promoted = f"gs://{BUCKET}/models/promoted"
-    first = _write_export(f"gs://{BUCKET}/runs/1/export", fd=10.0, sha="one", extra="old.png")
-    proc = gate(first, promoted)
+    first = _write_export(f"gs://{BUCKET}/runs/1/export", fd=10.0, sha="one")
+    proc = gate(first, PROMOTED, "--commit=c1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "no promoted model yet" in proc.stdout
-    assert json.loads(gcs.read("models/promoted/metrics.json"))["weights_sha256"] == "one"
+    record = pointer(gcs)
+    assert record["model_dir"] == f"{PROMOTED}/versions/one" and record["commit"] == "c1"
+    assert record["data_fingerprint"] == "data1"
+    assert gcs.read("models/gan/versions/one/generator/saved_model.pb") == b"model one"
 
     worse = _write_export(f"gs://{BUCKET}/runs/2/export", fd=12.0, sha="two")
-    proc = gate(worse, promoted)
+    proc = gate(worse)
     assert proc.returncode == 3
-    assert json.loads(gcs.read("models/promoted/metrics.json"))["weights_sha256"] == "one"
+    assert pointer(gcs)["model_dir"] == f"{PROMOTED}/versions/one"
     decision = json.loads(gcs.read("runs/2/export/promotion.json"))
     assert decision["decision"] == "kept" and "not better" in decision["reasons"][0]
+    assert decision["metrics"]["frechet_distance"] == {
+        "direction": "lower",
+        "challenger": 12.0,
+        "champion": 10.0,
+    }
+    assert decision["champion"]["version"] == "one"
+    assert not gcs.list("models/gan/versions/two")
 
     regressing = _write_export(f"gs://{BUCKET}/runs/3/export", fd=5.0, score=7.0, sha="three")
-    proc = gate(regressing, promoted)
+    proc = gate(regressing)
     assert proc.returncode == 3
     assert "classifier_score 7.0000 < 9.0000" in proc.stdout
 
     better = _write_export(f"gs://{BUCKET}/runs/4/export", fd=8.0, sha="four")
-    proc = gate(better, promoted)
+    proc = gate(better)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(gcs.read("models/promoted/metrics.json"))["weights_sha256"] == "four"
-    assert gcs.read("models/promoted/generator/saved_model.pb") == b"model four"
-    assert "models/promoted/old.png" not in gcs.list("models/promoted/")
-    assert json.loads(gcs.read("models/promoted/promotion.json"))["decision"] == "promoted"
+    assert pointer(gcs)["model_dir"] == f"{PROMOTED}/versions/four"
+    assert gcs.read("models/gan/versions/four/generator/saved_model.pb") == b"model four"
+    # The previous version is still there, servable: the gate never deletes.
+    assert gcs.read("models/gan/versions/one/generator/saved_model.pb") == b"model one"
+
+
+def test_the_gate_never_deletes_or_overwrites_what_it_did_not_write(gcs):
+    foreign = {
+        "models/gan/README.md": b"the team's notes",
+        "models/gan/generator/saved_model.pb": b"someone's model",
+        "models/gan/versions/abc/keep.txt": b"not the gate's",
+    }
+    bucket = gcs.client().bucket(BUCKET)
+    for name, data in foreign.items():
+        bucket.blob(name).upload_from_string(data)
+    assert gate(_write_export(f"gs://{BUCKET}/runs/1/export", fd=10.0, sha="one")).returncode == 0
+    assert gate(_write_export(f"gs://{BUCKET}/runs/2/export", fd=5.0, sha="two")).returncode == 0
+    for name, data in foreign.items():
+        assert gcs.read(name) == data
+    # A version prefix holding objects the gate did not write is refused, not overwritten.
+    proc = gate(_write_export(f"gs://{BUCKET}/runs/3/export", fd=1.0, sha="abc"))
+    assert proc.returncode == 2
+    assert helpers.error_line(proc) == (
+        f"promote: error: {PROMOTED}/versions/abc: holds objects the gate did not write; "
+        "refusing to overwrite"
+    )
+    assert gcs.read("models/gan/versions/abc/keep.txt") == b"not the gate's"
+    assert pointer(gcs)["model_dir"] == f"{PROMOTED}/versions/two"
+
+
+@pytest.mark.parametrize(
+    ("promoted", "message"),
+    [
+        (f"gs://{BUCKET}", "a bucket or filesystem root"),
+        (f"gs://{BUCKET}/", "a bucket or filesystem root"),
+        (f"gs://{BUCKET}/runs/1", "overlap"),
+        (f"gs://{BUCKET}/runs/1/export/promoted", "overlap"),
+    ],
+)
+def test_the_gate_refuses_a_bucket_root_and_overlapping_prefixes(gcs, promoted, message):
+    candidate = _write_export(f"gs://{BUCKET}/runs/1/export", fd=10.0, sha="one")
+    before = gcs.list("")
+    proc = gate(candidate, promoted)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+    assert gcs.list("") == before
+
+
+def test_a_crash_between_copying_and_the_switch_keeps_the_old_model_and_the_rerun_repairs(
+    gcs, monkeypatch
+):
+    from pipeline import promote
+
+    old = _write_export(f"gs://{BUCKET}/runs/1/export", fd=10.0, sha="one")
+    assert promote.promote(old, PROMOTED, 0.02)[0]
+    new = _write_export(f"gs://{BUCKET}/runs/2/export", fd=5.0, sha="two")
+    write_text = storage.write_text
+
+    def crash_at_the_switch(path: str, text: str) -> None:
+        if path == f"{PROMOTED}/promotion.json":
+            raise KeyboardInterrupt("the machine went away")
+        write_text(path, text)
+
+    monkeypatch.setattr(storage, "write_text", crash_at_the_switch)
+    with pytest.raises(KeyboardInterrupt):
+        promote.promote(new, PROMOTED, 0.02)
+    monkeypatch.setattr(storage, "write_text", write_text)
+    assert gcs.list("models/gan/versions/two/")  # copied...
+    assert pointer(gcs)["model_dir"] == f"{PROMOTED}/versions/one"  # ...but not switched
+    assert gcs.read("models/gan/versions/one/generator/saved_model.pb") == b"model one"
+
+    promoted, _ = promote.promote(new, PROMOTED, 0.02)
+    assert promoted and pointer(gcs)["model_dir"] == f"{PROMOTED}/versions/two"
+    assert gcs.read("models/gan/versions/two/generator/saved_model.pb") == b"model two"
 
 
 def test_promotion_gate_rejects_corrupt_metrics(gcs):
     candidate = f"gs://{BUCKET}/runs/9/export"
     storage.write_text(storage.join(candidate, "metrics.json"), "{not json")
-    proc = gate(candidate, f"gs://{BUCKET}/models/promoted")
+    proc = gate(candidate)
     assert proc.returncode == 2
     line = helpers.error_line(proc)
     assert line.startswith(f"promote: error: {candidate}/metrics.json: corrupt metrics")
-    assert gcs.list("models/promoted/") == []
+    assert gcs.list("models/gan/") == []
 
 
 def test_promotion_gate_works_on_local_paths(tmp_path):
-    candidate = _write_export(str(tmp_path / "new"), fd=3.0)
+    candidate = _write_export(str(tmp_path / "new"), fd=3.0, sha="local")
     proc = gate(candidate, str(tmp_path / "promoted"))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (tmp_path / "promoted" / "metrics.json").exists()
+    record = json.loads((tmp_path / "promoted" / "promotion.json").read_text())
+    assert (tmp_path / "promoted" / "versions" / "local" / "metrics.json").exists()
+    assert record["model_dir"] == str(tmp_path / "promoted" / "versions" / "local")
+
+
+def _metrics(fd: float, **others: float) -> dict:
+    values = dict.fromkeys(("classifier_score", "min_class_share", "precision", "recall"), 1.0)
+    return {"model": {"frechet_distance": fd, **values, **others}}
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "promoted"),
+    [
+        (_metrics(5.0), None, True),
+        (_metrics(float("nan")), None, False),  # a NaN model is never promoted
+        (_metrics(5.0, recall=float("inf")), _metrics(9.0), False),
+        (_metrics(50.0), _metrics(float("nan")), True),  # a NaN champion does not block forever
+        (_metrics(5.0), _metrics(9.0), True),
+        (_metrics(9.0), _metrics(9.0), False),
+        (_metrics(5.0, recall=0.985), _metrics(9.0), True),  # within 2%
+        (_metrics(5.0, recall=0.97), _metrics(9.0), False),
+    ],
+)
+def test_decide(candidate, champion, promoted):
+    from pipeline.promote import decide
+
+    assert decide(candidate, champion, 0.02)[0] is promoted
+
+
+def test_bad_gate_flags_fail_with_one_line(gcs):
+    candidate = _write_export(f"gs://{BUCKET}/runs/1/export", fd=10.0)
+    for args, message in (
+        (["--tolerance=-0.5"], "--tolerance=-0.5: must be a finite number >= 0"),
+        (["--model_registry=models/gan"], "--model_registry=models/gan: expected projects/"),
+    ):
+        proc = gate(candidate, PROMOTED, *args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert message in helpers.error_line(proc)
+
+
+def test_model_registry_requests_for_a_first_model_a_winner_and_a_loser(gcs):
+    registry = "projects/p/locations/us-central1/models/mnist-gan"
+    args = (f"--model_registry={registry}", "--dry_run", "--commit=abc123")
+
+    def run(n: int, fd: float) -> dict:
+        export = _write_export(f"gs://{BUCKET}/runs/{n}/export", fd=fd, sha=f"sha{n}")
+        proc = gate(export, PROMOTED, *args)
+        assert proc.returncode in (0, 3), proc.stderr[-2000:]
+        record = json.loads(gcs.read(f"runs/{n}/export/promotion.json"))["model_registry"]
+        assert record["dry_run"] is True
+        return record["requests"]
+
+    first = run(1, 10.0)["upload_model"]
+    assert first["parent"] == "projects/p/locations/us-central1"
+    assert first["modelId"] == "mnist-gan" and "parentModel" not in first
+    assert first["model"]["versionAliases"] == ["default", "build-abc123"]
+    assert first["model"]["artifactUri"] == f"{PROMOTED}/versions/sha1/generator"
+
+    winner = run(2, 5.0)
+    upload = winner["upload_model"]
+    assert upload["parentModel"] == registry and "modelId" not in upload
+    assert "default" in upload["model"]["versionAliases"]
+    assert upload["model"]["labels"] == {"gate-decision": "promoted", "weights": "sha2"}
+    evaluation = winner["import_model_evaluation"]
+    assert evaluation["parent"].startswith(f"{registry}@")
+    assert evaluation["modelEvaluation"]["metrics"]["frechet_distance"] == 5.0
+
+    loser = run(3, 7.0)["upload_model"]
+    assert loser["parentModel"] == registry
+    assert "default" not in loser["model"]["versionAliases"]  # the alias stays on the winner
+    assert loser["model"]["artifactUri"] == f"gs://{BUCKET}/runs/3/export/generator"
+    assert loser["model"]["labels"]["gate-decision"] == "kept"
