@@ -1,0 +1,90 @@
+"""The trainer's configuration: presets, flags and the environment resolved into one config."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from trainer import config as config_lib
+from trainer import presets
+
+DIRS = {"data_dir": "/d", "job_dir": "/j"}
+
+
+def flag_values(**given) -> dict:
+    """Every field as absl would hold it: the dataclass default unless given."""
+    defaults = dataclasses.asdict(config_lib.TrainConfig(data_dir="", job_dir=""))
+    return {**defaults, **DIRS, **given}
+
+
+def test_the_preset_fills_what_the_user_did_not_give():
+    values = flag_values(preset="pipeline", batch_size=32)
+    config = config_lib.resolve(values, given={"preset", "batch_size", "data_dir", "job_dir"})
+    assert config.batch_size == 32  # given: wins over the preset's 64
+    assert config.model_width == 32 and config.conditional  # from the preset
+    assert config.mixed_precision == "auto" and config.eval_every == 7000
+    tutorial = config_lib.resolve(flag_values(), given=set())
+    assert (tutorial.model_width, tutorial.batch_size, tutorial.conditional) == (64, 128, False)
+
+
+def test_a_flag_given_at_its_default_value_still_wins_over_the_preset():
+    values = flag_values(preset="pipeline", model_width=64)  # 64 is the dataclass default
+    assert config_lib.resolve(values, given={"model_width"}).model_width == 64
+
+
+def test_vertex_environment_fills_unset_directories_only():
+    environ = {
+        "AIP_MODEL_DIR": "gs://b/runs/r1/model/",
+        "AIP_CHECKPOINT_DIR": "gs://b/runs/r1/checkpoints/",
+        "AIP_TENSORBOARD_LOG_DIR": "gs://b/runs/r1/logs/",
+    }
+    config = config_lib.resolve({**flag_values(), "job_dir": None}, environ=environ)
+    assert config.job_dir == "gs://b/runs/r1"
+    assert config.checkpoint_dir == "gs://b/runs/r1/checkpoints"
+    assert config.tensorboard_dir == "gs://b/runs/r1/logs"
+    assert config_lib.resolve(flag_values(), environ=environ).job_dir == "/j"
+
+
+def test_flags_text_records_every_field_and_reads_back_to_the_same_config():
+    config = config_lib.resolve(
+        flag_values(
+            preset="pipeline",
+            d_dropout=0.25,
+            g_learning_rate=1.5e-4,
+            spectral_norm=True,
+            checkpoint_dir="gs://b/ckpt",
+        ),
+        given={"d_dropout", "g_learning_rate", "spectral_norm", "checkpoint_dir"},
+    )
+    text = config_lib.to_flags_text(config)
+    assert "--checkpoint_dir=gs://b/ckpt" in text.splitlines()
+    assert "--spectral_norm" in text.splitlines() and "--noxla" in text.splitlines()
+    assert config_lib.from_flags_text(text, "flags.txt") == config
+    unset = dataclasses.replace(config, d_dropout=None)
+    assert config_lib.from_flags_text(config_lib.to_flags_text(unset), "flags.txt") == unset
+
+
+def test_unknown_preset_is_one_line():
+    with pytest.raises(config_lib.ConfigError, match=r"--preset=huge: choose one of"):
+        config_lib.resolve(flag_values(preset="huge"))
+
+
+@pytest.mark.parametrize(
+    ("device", "cpu_flags", "expected"),
+    [
+        ("tpu", "", "bf16"),
+        ("gpu", "", "fp16"),
+        ("cpu", "fpu avx2 avx512f avx512_bf16", "bf16"),
+        ("cpu", "fpu amx_bf16 amx_tile", "bf16"),
+        ("cpu", "fpu avx2 avx512f", "none"),
+    ],
+)
+def test_auto_mixed_precision_per_device(device, cpu_flags, expected):
+    assert config_lib.auto_mixed_precision(device, cpu_flags) == expected
+
+
+def test_every_preset_is_a_valid_configuration():
+    for name, values in presets.PRESETS.items():
+        assert set(values) <= {f.name for f in dataclasses.fields(config_lib.TrainConfig)}, name
+        config_lib.resolve(flag_values(preset=name))
