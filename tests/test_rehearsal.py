@@ -23,6 +23,7 @@ SUBSTITUTIONS = {
     "_BATCH_SIZE": "16",
 }
 PREEMPT_AFTER_STEP = 8
+pytestmark = pytest.mark.rehearsal
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ def test_the_image_holds_the_code_data_and_the_files_its_tests_read(tmp_path):
 
 
 @pytest.mark.skipif(bool(os.environ.get(INSIDE)), reason="the run this test started")
+@pytest.mark.timeout(1500)  # a whole suite runs inside it
 def test_the_builds_test_step_passes_in_the_image_as_built(tmp_path):
     build = Build({"PROJECT_ID": "p", "COMMIT_SHA": "c0ffee", "_BUCKET": "b"})
     step = build.steps["test"]
@@ -55,7 +56,7 @@ def test_the_builds_test_step_passes_in_the_image_as_built(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=1450,
     )
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
