@@ -5,10 +5,14 @@ Both sides import this module, so the record layout lives in exactly one place.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from typing import Any
 
 import numpy as np
+
+from common.cli import UserError
 
 SCHEMA_VERSION = 1
 IMAGE_HEIGHT = IMAGE_WIDTH = 28
@@ -22,8 +26,29 @@ LABEL_KEY = "label"
 COMPRESSION_SUFFIX = {"gzip": ".tfrecord.gz", "none": ".tfrecord"}
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest is missing, malformed or does not describe the data next to it."""
+
+
+# What defines a data set: the manifest's fingerprint is the sha256 of exactly these fields.
+FINGERPRINTED = (
+    "schema_version",
+    "image_shape",
+    "value_range",
+    "normalization",
+    "features",
+    "compression",
+    "num_shards",
+    "digits",
+    "source_sha256",
+)
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def fingerprint(header: dict) -> str:
+    fields = {key: header[key] for key in FINGERPRINTED}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def normalize(pixels: np.ndarray) -> np.ndarray:
@@ -69,6 +94,26 @@ def validate_manifest(manifest: Any, where: str) -> dict:
         raise ManifestError(
             f"{where}: image_shape {manifest.get('image_shape')!r}, expected {list(IMAGE_SHAPE)}"
         )
+    missing = [key for key in (*FINGERPRINTED, "fingerprint", "splits") if key not in manifest]
+    if missing:
+        raise ManifestError(f"{where}: lacks {', '.join(missing)}; not a manifest of this schema")
+    if manifest["compression"] not in COMPRESSION_SUFFIX:
+        raise ManifestError(f"{where}: unknown compression {manifest['compression']!r}")
+    digits = manifest["digits"]
+    if (
+        not isinstance(digits, list)
+        or not digits
+        or any(not isinstance(d, int) or not 0 <= d < NUM_CLASSES for d in digits)
+    ):
+        raise ManifestError(f"{where}: digits {digits!r} is not a list of classes 0-9")
+    recorded = manifest["fingerprint"]
+    if not isinstance(recorded, str) or not _HEX64.match(recorded):
+        raise ManifestError(f"{where}: fingerprint {str(recorded)[:80]!r} is not a sha256")
+    if fingerprint(manifest) != recorded:
+        raise ManifestError(
+            f"{where}: fingerprint does not match the manifest's content (edited by hand, or "
+            "corrupt); re-run preprocessing"
+        )
     splits = manifest.get("splits")
     if not isinstance(splits, dict) or not splits:
         raise ManifestError(f"{where}: no splits")
@@ -83,6 +128,12 @@ def validate_manifest(manifest: Any, where: str) -> dict:
             )
         if not split.get("files"):
             raise ManifestError(f"{where}: split {name!r} lists no files")
+        for file_name in split["files"]:
+            if not isinstance(file_name, str) or not _PLAIN_NAME.match(file_name):
+                raise ManifestError(
+                    f"{where}: split {name!r} lists {str(file_name)[:80]!r}, not a plain file "
+                    "name in the data directory"
+                )
     return manifest
 
 

@@ -15,9 +15,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Iterator
+
+from common.cli import UserError
 
 GCS_SCHEME = "gs://"
 # How long transient GCS errors (429, 5xx, connection resets) are retried with exponential
@@ -26,12 +29,47 @@ RETRY_SECONDS_ENV = "GAN_PIPELINE_GCS_RETRY_SECONDS"
 DEFAULT_RETRY_SECONDS = 120.0
 
 
-class StorageError(Exception):
+class StorageError(UserError):
     """An object-storage operation failed; the message names the path and the operation."""
 
 
 def is_gcs(path: str) -> bool:
     return path.startswith(GCS_SCHEME)
+
+
+def safe_relative(rel: str, root: str) -> str:
+    """``rel`` if it names a path inside ``root``; one line otherwise.
+
+    Object names and manifest entries come from outside: ``../x``, ``/etc/x`` or an empty
+    component would otherwise escape the directory they are joined to.
+    """
+    parts = rel.replace("\\", "/").split("/")
+    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StorageError(f"{root}: refusing the unsafe name {rel!r} (it leaves its directory)")
+    return rel
+
+
+def private_dir(path: str) -> str:
+    """Create (or reuse) a local directory only this user can read, write and enter.
+
+    Refuses one that another user owns or can write to: under a shared /tmp, a predictable
+    name may have been created by someone else, who could plant files that are then uploaded
+    or loaded as a model.
+    """
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.lstat(path)
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.getuid()
+        or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        raise StorageError(
+            f"{path}: not a private directory (owner uid {info.st_uid}, mode "
+            f"{stat.S_IMODE(info.st_mode):o}); refusing to use it"
+        )
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
 
 
 def join(base: str, *parts: str) -> str:
@@ -134,22 +172,22 @@ def _atomic_replace(path: str) -> Iterator[str]:
     """A temporary file beside ``path`` that replaces it on success and vanishes on failure."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
-    os.close(fd)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".tmp-{os.path.basename(path)}.{secrets.token_hex(6)}")
+        try:
+            # Created with 0666 minus the process's umask, as open() would: no process-wide
+            # umask change (not thread-safe) and no mode copied from a temp-file default.
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_text(path: str, text: str) -> None:
@@ -273,7 +311,7 @@ def copy_tree(src: str, dst: str, last: str | None = None) -> list[str]:
 
     Writing a commit marker (``metrics.json``) last means a reader who sees it sees the rest.
     """
-    files = list_tree(src)
+    files = [safe_relative(rel, src) for rel in list_tree(src)]
     ordered = [f for f in files if f != last] + ([last] if last in files else [])
     for rel in ordered:
         copy_file(join(src, *rel.split("/")), join(dst, *rel.split("/")))
@@ -312,7 +350,7 @@ class Mirror:
         for rel in list_tree(self.target):
             if rel.startswith(exclude):
                 continue
-            local = os.path.join(self.local, *rel.split("/"))
+            local = os.path.join(self.local, *safe_relative(rel, self.target).split("/"))
             download_file(join(self.target, rel), local)
             stat = os.stat(local)
             self._pushed[rel.replace("/", os.sep)] = (stat.st_size, stat.st_mtime_ns)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import schema, storage
+from common import cli, schema, storage
+from common.cli import UserError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("job_dir", None, "The training job directory (local or gs://).")
@@ -33,10 +33,13 @@ flags.DEFINE_string(
 flags.DEFINE_integer("eval_samples", 10_000, "Generated samples the metrics are computed on.")
 
 METRICS_FILE = "metrics.json"
+# Written before the first file, removed after metrics.json: a re-run after a crash may finish
+# a directory holding it; a directory holding neither is someone else's.
+IN_PROGRESS = ".export-in-progress.json"
 GENERATOR_DIR = "generator"
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A one-line reason the export cannot be made; nothing was overwritten."""
 
 
@@ -112,13 +115,27 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
     fingerprint = gan.fingerprint()
     existing = storage.join(export_dir, METRICS_FILE)
     if storage.exists(existing):
-        previous = json.loads(storage.read_text(existing))
-        if previous.get("weights_sha256") == fingerprint:
+        try:
+            previous = json.loads(storage.read_text(existing))
+            previous_sha = previous["weights_sha256"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ExportError(
+                f"{existing}: unreadable ({type(e).__name__}); not overwriting an export this "
+                "run cannot identify; choose another --export_dir"
+            ) from e
+        if previous_sha == fingerprint:
             return previous
         raise ExportError(
             f"{export_dir}: already holds another model (step {previous.get('step')}, weights "
-            f"{str(previous.get('weights_sha256'))[:12]}…); choose another --export_dir"
+            f"{str(previous_sha)[:12]}…); choose another --export_dir"
         )
+    in_progress = storage.join(export_dir, IN_PROGRESS)
+    if storage.list_tree(export_dir) and not storage.exists(in_progress):
+        raise ExportError(
+            f"{export_dir}: holds files that are not an export of this pipeline; "
+            "choose another --export_dir"
+        )
+    storage.write_text(in_progress, json.dumps({"weights_sha256": fingerprint}) + "\n")
     manifest = data.read_manifest(config.data_dir)
     classifier = classifier_lib.load_or_train(
         classifier_dir or classifier_lib.DEFAULT_CACHE, config.data_dir, manifest
@@ -156,24 +173,14 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
             json.dump(manifest, f, indent=2, sort_keys=True)
         storage.copy_tree(staging, export_dir)
     storage.write_text(existing, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    storage.delete(in_progress)  # from here metrics.json marks the directory as ours
     return metrics
 
 
 def main(argv: Sequence[str]) -> None:
-    from trainer import classifier, config, data
-
     if not FLAGS.job_dir or not FLAGS.export_dir:
-        sys.exit("export: error: --job_dir and --export_dir are required")
-    try:
-        metrics = export(FLAGS.job_dir, FLAGS.export_dir, FLAGS.classifier_dir, FLAGS.eval_samples)
-    except (
-        ExportError,
-        config.ConfigError,
-        data.DataError,
-        classifier.ClassifierError,
-        storage.StorageError,
-    ) as e:
-        sys.exit(f"export: error: {e}")
+        raise ExportError("--job_dir and --export_dir are required")
+    metrics = export(FLAGS.job_dir, FLAGS.export_dir, FLAGS.classifier_dir, FLAGS.eval_samples)
     model, floor = metrics["model"], metrics["real_floor"]
     print(
         f"export: {FLAGS.export_dir} (step {metrics['step']}): Fréchet distance "
@@ -184,4 +191,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli.guarded("export", main), flags_parser=cli.flags_parser("export"))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import os
+import re
 
 import numpy as np
 
@@ -24,6 +24,9 @@ CURVES = (
     ("Fréchet distance (eval)", ("eval_frechet_distance",)),
     ("classifier score (eval)", ("eval_classifier_score",)),
 )
+
+
+SAMPLE_NAME = re.compile(r"^step-\d{8}\.png$")  # progress.sample_name
 
 
 def _slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
@@ -49,7 +52,8 @@ def _read_metrics(job_dir: str) -> list[dict]:
     path = storage.join(job_dir, "metrics.jsonl")
     if not storage.exists(path):
         return []
-    return [json.loads(line) for line in storage.read_text(path).splitlines() if line.strip()]
+    # Torn or foreign lines are skipped, as a resuming trainer skips them.
+    return progress.kept_records(storage.read_text(path), step=2**62)
 
 
 def plot_curves(records: list[dict], path: str) -> None:
@@ -98,6 +102,8 @@ def write(out_dir: str, gan, config, manifest: dict, metrics: dict, job_dir: str
     progress_images = []
     for path in storage.list_files(storage.join(job_dir, "samples")):
         name = path.rsplit("/", 1)[1]
+        if not SAMPLE_NAME.match(name):
+            continue  # not a grid the trainer wrote (a user's file, an editor's backup)
         storage.download_file(path, os.path.join(out_dir, "progress", name))
         progress_images.append(name)
     records = _read_metrics(job_dir)

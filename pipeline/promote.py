@@ -35,7 +35,8 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import storage
+from common import cli, storage
+from common.cli import UserError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("candidate", None, "The new export directory (local or gs://).")
@@ -74,10 +75,10 @@ DIRECTIONS = {
     "precision": "higher",
     "recall": "higher",
 }
-EXIT_PROMOTED, EXIT_ERROR, EXIT_KEPT = 0, 2, 3
+EXIT_PROMOTED, EXIT_KEPT = 0, 3  # errors: cli.EXIT_USER_ERROR (2)
 
 
-class GateError(ValueError):
+class GateError(UserError, ValueError):
     """Metrics are missing or unreadable, or a path is refused; the message names it."""
 
 
@@ -241,10 +242,9 @@ def promote(
 def main(argv: Sequence[str]) -> None:
     from pipeline import registry
 
-    if not FLAGS.candidate or not FLAGS.promoted:
-        print("promote: error: --candidate and --promoted are required", file=sys.stderr)
-        sys.exit(EXIT_ERROR)
     try:
+        if not FLAGS.candidate or not FLAGS.promoted:
+            raise GateError("--candidate and --promoted are required")
         if not (FLAGS.tolerance >= 0 and math.isfinite(FLAGS.tolerance)):
             raise GateError(f"--tolerance={FLAGS.tolerance}: must be a finite number >= 0")
         upload = None
@@ -255,16 +255,14 @@ def main(argv: Sequence[str]) -> None:
         promoted, decision = promote(
             FLAGS.candidate, FLAGS.promoted, FLAGS.tolerance, FLAGS.commit, upload
         )
-    except (GateError, registry.RegistryError, storage.StorageError) as e:
-        print(f"promote: error: {e}", file=sys.stderr)
-        sys.exit(EXIT_ERROR)
-    except Exception as e:  # the documented exit code, never a traceback
+    except UserError:
+        raise
+    except Exception as e:  # the gate's contract is exit 2 on any error: the build reads it
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        print(f"promote: error: {type(e).__name__}: {first}", file=sys.stderr)
-        sys.exit(EXIT_ERROR)
+        raise GateError(f"{type(e).__name__}: {first}") from e
     print(f"promote: {decision['decision']}: {'; '.join(decision['reasons'])}")
     sys.exit(EXIT_PROMOTED if promoted else EXIT_KEPT)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli.guarded("promote", main), flags_parser=cli.flags_parser("promote"))

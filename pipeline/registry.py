@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import re
 
+from common.cli import UserError
+
 MODEL_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/models/([a-z][a-z0-9_-]{0,62})$")
 DEFAULT_ALIAS = "default"
 # Vertex's schema for metrics that fit no built-in problem type (classification, regression...).
@@ -22,7 +24,7 @@ METRICS_SCHEMA = (
 UPLOADED_VERSION = "{uploaded_version_id}"
 
 
-class RegistryError(ValueError):
+class RegistryError(UserError, ValueError):
     """A bad --model_registry value, or a failed registry call; one line."""
 
 

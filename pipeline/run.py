@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import storage
+from common import cli, storage
+from common.cli import UserError
 from trainer import presets
 from trainer.config import TrainConfig
 
@@ -31,7 +32,7 @@ flags.DEFINE_string("output_dir", None, "Root of data/, job/, export/ (local or 
 TRAINER_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "job_dir"}
 
 
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     """A stage failed; its own one-line error was printed above."""
 
 
@@ -52,8 +53,21 @@ def route(args: Sequence[str]) -> tuple[list[str], list[str]]:
     return preprocess, trainer
 
 
+SECRET_WORDS = ("key", "secret", "token", "password", "passwd", "credential")
+
+
+def masked(args: Sequence[str]) -> list[str]:
+    """Arguments for a log line: the values of options that look like secrets replaced."""
+    shown = []
+    for arg in args:
+        name, has_value, _ = arg.partition("=")
+        secret = has_value and any(word in name.lower() for word in SECRET_WORDS)
+        shown.append(f"{name}=***" if secret else arg)
+    return shown
+
+
 def run_stage(name: str, module: str, args: list[str]) -> float:
-    print(f"pipeline: {name}: python -m {module} {' '.join(args)}", flush=True)
+    print(f"pipeline: {name}: python -m {module} {' '.join(masked(args))}", flush=True)
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", module, *args])
     if proc.returncode != 0:
@@ -99,11 +113,8 @@ def run(output_dir: str, args: Sequence[str]) -> dict[str, float]:
 
 def main(argv: Sequence[str]) -> None:
     if not FLAGS.output_dir:
-        sys.exit("pipeline: error: --output_dir is required")
-    try:
-        timings = run(FLAGS.output_dir, argv[1:])
-    except PipelineError as e:
-        sys.exit(f"pipeline: error: {e}")
+        raise PipelineError("--output_dir is required")
+    timings = run(FLAGS.output_dir, argv[1:])
     total = sum(timings.values())
     parts = ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
     gallery = storage.join(FLAGS.output_dir, "export", "gallery", "index.html")
@@ -111,4 +122,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=lambda argv: FLAGS(argv, known_only=True))
+    app.run(
+        cli.guarded("pipeline", main), flags_parser=cli.flags_parser("pipeline", known_only=True)
+    )

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+from common import cli
+from common.cli import UserError
 from trainer import presets
 
 FLAGS = flags.FLAGS
@@ -65,7 +67,7 @@ TERMINAL_STATES = {
 }
 
 
-class SubmitError(ValueError):
+class SubmitError(UserError, ValueError):
     """A bad submission flag; one line."""
 
 
@@ -251,43 +253,38 @@ def submit_custom_job(target: Target, job, wait: bool) -> str:
 
 def main(argv: Sequence[str]) -> None:
     command, extra = (argv[1], [a for a in argv[2:] if a != "--"]) if len(argv) > 1 else ("", [])
-    try:
-        target = target_from_flags()
-        if command == "preprocess":
-            args = dataflow_args(target, FLAGS.source) + extra
-            if FLAGS.dry_run:
-                print(json.dumps({"module": "preprocessing.run", "args": args}, indent=2))
-                return
-            sys.exit(subprocess.run([sys.executable, "-m", "preprocessing.run", *args]).returncode)
-        if command == "train":
-            job = custom_job(
-                target,
-                FLAGS.accelerator,
-                FLAGS.tpu,
-                FLAGS.replicas,
-                extra,
-                FLAGS.service_account,
-                FLAGS.tensorboard,
-                FLAGS.machine_type,
-            )
-            if FLAGS.dry_run:
-                print(json.dumps(custom_job_json(job), indent=2))
-                return
-            try:
-                submit_custom_job(target, job, FLAGS.wait)
-            except SubmitError:
-                raise
-            except Exception as e:
-                first = (str(e).strip().splitlines() or [""])[0][:300]
-                raise SubmitError(
-                    f"Vertex AI ({target.region}): {type(e).__name__}: {first}"
-                ) from e
-            print(f"submit: outputs in {target.run_dir}")
+    target = target_from_flags()
+    if command == "preprocess":
+        args = dataflow_args(target, FLAGS.source) + extra
+        if FLAGS.dry_run:
+            print(json.dumps({"module": "preprocessing.run", "args": args}, indent=2))
             return
-        raise SubmitError(f"command {command!r}: use 'preprocess' or 'train'")
-    except SubmitError as e:
-        sys.exit(f"submit: error: {e}")
+        sys.exit(subprocess.run([sys.executable, "-m", "preprocessing.run", *args]).returncode)
+    if command == "train":
+        job = custom_job(
+            target,
+            FLAGS.accelerator,
+            FLAGS.tpu,
+            FLAGS.replicas,
+            extra,
+            FLAGS.service_account,
+            FLAGS.tensorboard,
+            FLAGS.machine_type,
+        )
+        if FLAGS.dry_run:
+            print(json.dumps(custom_job_json(job), indent=2))
+            return
+        try:
+            submit_custom_job(target, job, FLAGS.wait)
+        except SubmitError:
+            raise
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            raise SubmitError(f"Vertex AI ({target.region}): {type(e).__name__}: {first}") from e
+        print(f"submit: outputs in {target.run_dir}")
+        return
+    raise SubmitError(f"command {command!r}: use 'preprocess' or 'train'")
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=lambda argv: FLAGS(argv, known_only=True))
+    app.run(cli.guarded("submit", main), flags_parser=cli.flags_parser("submit", known_only=True))

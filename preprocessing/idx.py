@@ -14,6 +14,7 @@ import zlib
 import numpy as np
 
 from common import storage
+from common.cli import UserError
 
 UBYTE = 0x08
 IMAGES_MAGIC = 0x00000803
@@ -21,7 +22,7 @@ LABELS_MAGIC = 0x00000801
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-class IdxError(ValueError):
+class IdxError(UserError, ValueError):
     """A file is not a valid IDX file; the message names the file and the problem."""
 
 

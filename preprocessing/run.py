@@ -10,7 +10,6 @@ The job's own flags are absl flags (``--help``); every other flag is a Beam pipe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,8 +18,9 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import schema, storage
-from preprocessing import JOB_FLAGS, idx, sources
+from common import cli, schema, storage
+from common.cli import UserError
+from preprocessing import JOB_FLAGS, sources
 
 BUNDLED_MNIST = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "mnist"
@@ -50,7 +50,7 @@ assert set(JOB_FLAGS) | {"output_dir"} == {
 }, "keep preprocessing.JOB_FLAGS in sync with the flags defined here"
 
 
-class PreprocessError(ValueError):
+class PreprocessError(UserError, ValueError):
     """A one-line, user-facing reason the job cannot run."""
 
 
@@ -79,7 +79,8 @@ def manifest_header(
         "digits": digits,
         "source_sha256": dict(sorted(checksums.items())),
     }
-    header["fingerprint"] = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()
+    assert set(header) == set(schema.FINGERPRINTED), "the fingerprint covers the whole header"
+    header["fingerprint"] = schema.fingerprint(header)
     header["source"] = source
     return header
 
@@ -99,7 +100,57 @@ def existing_output(output_dir: str, fingerprint: str) -> bool:
             f"{str(manifest.get('fingerprint'))[:12]}…, this job's {fingerprint[:12]}…); "
             "choose another --output_dir"
         )
+    present = {p.rsplit("/", 1)[-1] for p in storage.list_files(output_dir)}
+    listed = {f for split in manifest.get("splits", {}).values() for f in split.get("files", [])}
+    if listed - present:
+        logging.warning("%s: shards missing; writing the data set again", output_dir)
+        return False
     return True
+
+
+# Written before the first shard: which files this job is about to write, so a re-run after a
+# crash (or with another shard count) removes exactly what an earlier run of ours wrote.
+IN_PROGRESS = ".preprocessing-in-progress.json"
+
+
+def _listed(output_dir: str, name: str) -> set[str]:
+    """File names a record of ours in ``output_dir`` claims (manifest or in-progress marker)."""
+    path = storage.join(output_dir, name)
+    if not storage.exists(path):
+        return set()
+    try:
+        record = json.loads(storage.read_text(path))
+        if name == schema.MANIFEST_NAME:
+            return {f for split in record["splits"].values() for f in split["files"]}
+        return set(record["files"])
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise PreprocessError(f"{path}: unreadable ({type(e).__name__}); not ours to reuse") from e
+
+
+def claim_output(output_dir: str, fingerprint: str, planned: list[str]) -> set[str]:
+    """Mark the files this job will write; return stale files of an earlier run of ours.
+
+    Refuses, before anything is written, a directory where a planned file exists that no record
+    of ours lists: that file is the user's, and the job would overwrite it.
+    """
+    owned = _listed(output_dir, IN_PROGRESS) | _listed(output_dir, schema.MANIFEST_NAME)
+    present = {path.rsplit("/", 1)[-1] for path in storage.list_files(output_dir)}
+    foreign = sorted((set(planned) & present) - owned)
+    if foreign:
+        raise PreprocessError(
+            f"{storage.join(output_dir, foreign[0])}: exists and was not written by this "
+            "pipeline; choose another --output_dir"
+        )
+    record = {"fingerprint": fingerprint, "files": sorted(owned | set(planned))}
+    storage.write_text(storage.join(output_dir, IN_PROGRESS), json.dumps(record, indent=2))
+    return (owned - set(planned)) & present
+
+
+def _overlap(a: str, b: str) -> bool:
+    def normal(path: str) -> str:
+        return (path if storage.is_gcs(path) else os.path.realpath(path)).rstrip("/") + "/"
+
+    return normal(a).startswith(normal(b)) or normal(b).startswith(normal(a))
 
 
 def split_beam_args(argv: Sequence[str]) -> list[str]:
@@ -130,6 +181,11 @@ def run(argv: Sequence[str]) -> str:
     for path in (output_dir, source_dir):
         if path != sources.TFDS_SOURCE:
             storage.check_bucket(path)
+    if source_dir != sources.TFDS_SOURCE and _overlap(source_dir, output_dir):
+        raise PreprocessError(
+            f"--output_dir={output_dir} overlaps --source={source_dir}; the output must be a "
+            "directory of its own"
+        )
     if FLAGS.source == sources.TFDS_SOURCE:
         source_dir = sources.stage_tfds(
             storage.join(output_dir, "_staging", "tfds-idx"), FLAGS.tfds_data_dir
@@ -141,6 +197,8 @@ def run(argv: Sequence[str]) -> str:
         logging.info("%s already holds this data set; nothing to do", manifest_path)
         return manifest_path
     storage.makedirs(output_dir)
+    planned = transforms.planned_files(files, counts, FLAGS.num_shards, FLAGS.compression)
+    stale = claim_output(output_dir, header["fingerprint"], planned)
     try:
         with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
             transforms.build(
@@ -155,6 +213,9 @@ def run(argv: Sequence[str]) -> str:
             )
     except Exception as e:
         raise PreprocessError(f"beam job failed: {_root_cause(e)}") from e
+    for name in sorted(stale):  # an earlier run's shards that this manifest does not list
+        storage.delete(storage.join(output_dir, name))
+    storage.delete(storage.join(output_dir, IN_PROGRESS))
     return manifest_path
 
 
@@ -171,17 +232,13 @@ def _root_cause(error: BaseException) -> str:
 
 
 def main(argv: Sequence[str]) -> None:
-    try:
-        manifest_path = run(argv)
-    except (PreprocessError, sources.SourceError, idx.IdxError, storage.StorageError) as e:
-        sys.exit(f"preprocessing: error: {e}")
+    manifest_path = run(argv)
     print(f"preprocessing: wrote {manifest_path}")
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl parses its own flags; what it does not know is left for Beam."""
-    return FLAGS(argv, known_only=True)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    # absl parses its own flags; what it does not know is left for Beam.
+    app.run(
+        cli.guarded("preprocessing", main),
+        flags_parser=cli.flags_parser("preprocessing", known_only=True),
+    )

@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import re
 import socket
 import urllib.parse
 
 import numpy as np
 
 from common import schema, storage
+from common.cli import UserError
 from preprocessing import idx
 
 STANDARD_FILES = {
@@ -27,7 +29,7 @@ TFDS_SOURCE = "tfds"
 TFDS_PROBE_TIMEOUT_S = 10.0
 
 
-class SourceError(ValueError):
+class SourceError(UserError, ValueError):
     """The source data is missing or invalid; the message names the file and the problem."""
 
 
@@ -67,11 +69,16 @@ def read_expected_checksums(source_dir: str) -> dict[str, str]:
     if not storage.exists(path):
         return {}
     expected = {}
-    for line in storage.read_text(path).splitlines():
+    for number, line in enumerate(storage.read_text(path).splitlines(), 1):
         line = line.strip()
-        if line and not line.startswith("#"):
-            digest, name = line.split()
-            expected[name.lstrip("*")] = digest
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", fields[0]):
+            raise SourceError(
+                f"{path}:{number}: expected 'SHA256  FILE' (sha256sum's format), got {line[:80]!r}"
+            )
+        expected[fields[1].lstrip("*")] = fields[0].lower()
     return expected
 
 

@@ -69,10 +69,14 @@ def write_shard(
     options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
     fd, local = tempfile.mkstemp(prefix=f"{name}.")
     os.close(fd)
-    with tf.io.TFRecordWriter(local, options) as writer:
-        for image, label in zip(schema.normalize(pixels), labels, strict=True):
-            writer.write(schema.encode_example(image, label))
-    storage.put_file(local, storage.join(output_dir, name))
+    try:
+        with tf.io.TFRecordWriter(local, options) as writer:
+            for image, label in zip(schema.normalize(pixels), labels, strict=True):
+                writer.write(schema.encode_example(image, label))
+        storage.put_file(local, storage.join(output_dir, name))
+    finally:
+        if os.path.exists(local):  # put_file consumes it on success; a failure must not leak it
+            os.unlink(local)
     wide = pixels.astype(np.int64)
     yield (
         spec.files.split,
@@ -126,16 +130,7 @@ class SplitStatsFn(beam.CombineFn):
 
 
 def write_manifest(_: None, output_dir: str, header: dict, splits: dict) -> str:
-    """Write ``manifest.json`` last, once every shard of every split is published.
-
-    Stale shards of an earlier, never-committed run with another shard count are removed first,
-    so the directory holds exactly what the manifest lists.
-    """
-    listed = {name for split in splits.values() for name in split["files"]}
-    for path in storage.list_files(output_dir):
-        name = path.rsplit("/", 1)[-1]
-        if name.split("-", 1)[0] in splits and name not in listed:
-            storage.delete(path)
+    """Write ``manifest.json`` last, once every shard of every split is published."""
     manifest = {
         **header,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -145,6 +140,17 @@ def write_manifest(_: None, output_dir: str, header: dict, splits: dict) -> str:
     schema.validate_manifest(manifest, path)
     storage.write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def planned_files(
+    files: dict[str, sources.SplitFiles], counts: dict[str, int], num_shards: int, compression: str
+) -> list[str]:
+    """The names of every shard the job will write (a pure function of its inputs)."""
+    return sorted(
+        spec.file_name(compression)
+        for split, split_files in files.items()
+        for spec in shard_specs(split_files, counts[split], num_shards)
+    )
 
 
 def build(

@@ -64,6 +64,16 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
     return lines[-1] if lines else ""
 
 
+def assert_one_line_error(proc: subprocess.CompletedProcess, prog: str, *fragments: str) -> str:
+    """Exit 2 (common/cli.py), no traceback, exactly one error line, last, holding ``fragments``."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith(f"{prog}: error: ")]
+    assert len(errors) == 1 and errors[0] == error_line(proc), proc.stderr[-3000:]
+    assert all(fragment in errors[0] for fragment in fragments), errors[0]
+    return errors[0]
+
+
 def read_manifest(data_dir: str) -> dict:
     with open(os.path.join(data_dir, schema.MANIFEST_NAME)) as f:
         return json.load(f)

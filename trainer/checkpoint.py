@@ -22,6 +22,7 @@ import tensorflow as tf
 from absl import logging as absl_logging
 
 from common import storage
+from common.cli import UserError
 
 CHECKPOINT_NAME = "ckpt"
 STATE_FILE = "checkpoint"
@@ -54,7 +55,7 @@ def retained(committed: list[str], new: str, keep: int) -> list[str]:
     return ([name for name in committed if name != new] + [new])[-keep:]
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """A checkpoint does not fit the model built from the flags (another architecture or size)."""
 
 
@@ -89,6 +90,8 @@ class CheckpointStore:
         if not storage.exists(state):
             return None
         name = _latest_in_state(storage.read_text(state))
+        if name and not re.fullmatch(rf"{CHECKPOINT_NAME}-\d+", name):
+            raise storage.StorageError(f"{state}: names {name[:80]!r}, not a checkpoint of ours")
         return storage.join(self.target, name) if name else None
 
     def restore_latest(self) -> str | None:

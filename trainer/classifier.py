@@ -9,6 +9,7 @@ twice, and a different one never reuses it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -18,16 +19,17 @@ import numpy as np
 from keras import layers
 
 from common import schema, storage
+from common.cli import UserError
 from trainer import data
 
 MODEL_FILE = "classifier.keras"
 INFO_FILE = "classifier.json"
 FEATURE_LAYER = "features"
 MIN_ACCURACY = 0.99
-DEFAULT_CACHE = os.path.join(tempfile.gettempdir(), "gan-pipeline-classifiers")
+DEFAULT_CACHE = os.path.join(tempfile.gettempdir(), f"gan-pipeline-{os.getuid()}", "classifiers")
 
 
-class ClassifierError(RuntimeError):
+class ClassifierError(UserError, RuntimeError):
     """The classifier could not be trained to the accuracy the metrics rely on."""
 
 
@@ -98,17 +100,45 @@ def _accuracy_is_enforced(manifest: dict) -> bool:
     return len(manifest["digits"]) == schema.NUM_CLASSES and train_split["num_examples"] >= 50_000
 
 
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
-    """The cached classifier for this data set, training and caching it the first time."""
+    """The cached classifier for this data set, training and caching it the first time.
+
+    A cached model is loaded only if its bytes match the sha256 its info file recorded: a Keras
+    file is code as much as data, and the cache may live in a shared place.
+    """
+    if root == DEFAULT_CACHE:  # under the shared temp dir: its parent must be ours too
+        storage.private_dir(os.path.dirname(root))
+    if not storage.is_gcs(root):
+        storage.private_dir(root)
     directory = cache_dir(root, manifest)
     info_path = storage.join(directory, INFO_FILE)
     if storage.exists(info_path):
-        info = json.loads(storage.read_text(info_path))
+        try:
+            info = json.loads(storage.read_text(info_path))
+            expected, accuracy = str(info["model_sha256"]), float(info["test_accuracy"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ClassifierError(
+                f"{info_path}: unreadable classifier cache entry ({type(e).__name__}); "
+                f"delete {directory} to retrain"
+            ) from e
         with tempfile.TemporaryDirectory() as tmp:
             local = os.path.join(tmp, MODEL_FILE)
             storage.download_file(storage.join(directory, MODEL_FILE), local)
+            if _sha256(local) != expected:
+                raise ClassifierError(
+                    f"{storage.join(directory, MODEL_FILE)}: does not match the sha256 recorded "
+                    f"in {INFO_FILE}; not loading it (delete {directory} to retrain)"
+                )
             model = keras.saving.load_model(local)
-        return Classifier(model, info["test_accuracy"])
+        return Classifier(model, accuracy)
     classifier = train(data_dir, manifest)
     if _accuracy_is_enforced(manifest) and classifier.test_accuracy < MIN_ACCURACY:
         raise ClassifierError(
@@ -118,7 +148,12 @@ def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, MODEL_FILE)
         classifier.model.save(local)
+        model_sha256 = _sha256(local)
         storage.put_file(local, storage.join(directory, MODEL_FILE))
-    info = {"test_accuracy": classifier.test_accuracy, "data_fingerprint": manifest["fingerprint"]}
+    info = {
+        "test_accuracy": classifier.test_accuracy,
+        "data_fingerprint": manifest["fingerprint"],
+        "model_sha256": model_sha256,
+    }
     storage.write_text(info_path, json.dumps(info, indent=2) + "\n")  # written last: the commit
     return classifier

@@ -8,10 +8,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Mapping
 
+from common.cli import UserError
 from trainer import losses, models, presets
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A bad flag value or combination; the message is the one line the user sees."""
 
 
@@ -55,6 +56,7 @@ class TrainConfig:
     eval_every: int = 0  # 0: no evaluation during training
     eval_samples: int = 10_000
     classifier_dir: str = ""  # cache of evaluation classifiers; default: a temp dir
+    allow_data_change: bool = False  # resume a checkpoint on data other than it was trained on
 
     @property
     def gan_loss(self) -> losses.GanLoss:
@@ -199,6 +201,15 @@ def validate(config: TrainConfig) -> TrainConfig:
         f"--label_smoothing applies to cross-entropy losses, not --loss={config.loss}",
     )
     _check(config.training_ratio >= 1, "--training_ratio must be >= 1")
+    # One step holds batch × ratio images at once; beyond these it only runs out of memory.
+    _check(
+        config.training_ratio <= 100, f"--training_ratio={config.training_ratio}: must be <= 100"
+    )
+    _check(
+        config.batch_size * config.training_ratio <= 1 << 20,
+        f"--batch_size × --training_ratio = {config.batch_size * config.training_ratio} images "
+        "per step: more than 1,048,576 does not fit in memory",
+    )
     for name in ("g_learning_rate", "d_learning_rate"):
         _check(getattr(config, name) > 0, f"--{name} must be > 0")
     for name in ("beta1", "beta2"):
@@ -211,6 +222,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     _check(config.batch_size >= 1, "--batch_size must be >= 1")
     _check(config.train_steps >= 1, "--train_steps must be >= 1")
     _check(config.max_minutes >= 0, "--max_minutes must be >= 0 (0: no limit)")
+    _check(0 <= config.seed < 2**32, f"--seed={config.seed}: must be in [0, 2**32)")
     _check(0.0 <= config.ema_decay < 1.0, "--ema_decay must be in [0, 1) (0: no EMA)")
     _check(
         config.mixed_precision in MIXED_PRECISION_CHOICES,

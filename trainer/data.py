@@ -17,11 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from common import schema, storage
+from common.cli import UserError
 
 PARSE_BATCH = 4096
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The data directory does not hold what its manifest says; names the file."""
 
 
@@ -40,9 +41,18 @@ def read_manifest(data_dir: str) -> dict:
             f"{path}: not found; run preprocessing first (no manifest, no complete data set)"
         ) from e
     try:
-        return schema.parse_manifest(text, path)
+        manifest = schema.parse_manifest(text, path)
     except schema.ManifestError as e:
         raise DataError(str(e)) from e
+    present = {name.rsplit("/", 1)[-1] for name in storage.list_files(data_dir)}
+    listed = sorted(f for split in manifest["splits"].values() for f in split["files"])
+    missing = [name for name in listed if name not in present]
+    if missing:
+        raise DataError(
+            f"{storage.join(data_dir, missing[0])}: listed in the manifest but missing"
+            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; re-run preprocessing"
+        )
+    return manifest
 
 
 def _local_copy(path: str, scratch: str) -> str:

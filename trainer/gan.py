@@ -21,6 +21,7 @@ from trainer import losses, models
 from trainer.config import TrainConfig
 
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_penalty")
+SUBSTEP_LOSSES = "substep_d_losses"
 NOISE_STREAM, ALPHA_STREAM = 0x6E6F697365, 0x616C706861  # distinct stateless RNG streams
 
 
@@ -146,12 +147,13 @@ class Gan:
             loss = optimizer.scale_loss(loss)
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
 
-    def _discriminator_only_step(self, real, labels, step, substep) -> None:
+    def _discriminator_only_step(self, real, labels, step, substep) -> tf.Tensor:
         z = self._stateless(NOISE_STREAM, step, substep, (self.spec.latent_dim,))
         fake = self.generator(self._inputs(z, labels), training=True)
         with tf.GradientTape() as tape:
             d_loss, _, _ = self._discriminator_loss(real, fake, labels, step, substep)
         self._apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
+        return tf.cast(d_loss, tf.float32)
 
     def _joint_step(self, real, labels, step) -> dict:
         substep = self.config.training_ratio - 1
@@ -173,15 +175,18 @@ class Gan:
 
     def _replica_step(self, images: tf.Tensor, labels: tf.Tensor, step: tf.Tensor) -> dict:
         b = self.per_replica_batch
+        # The extra discriminator updates' losses, summed: the NaN guard sees every sub-step.
+        substep_losses = tf.constant(0.0)
         for substep in range(self.config.training_ratio - 1):
-            self._discriminator_only_step(
+            substep_losses += self._discriminator_only_step(
                 images[substep * b : (substep + 1) * b],
                 labels[substep * b : (substep + 1) * b],
                 step,
                 substep,
             )
         last = (self.config.training_ratio - 1) * b
-        return self._joint_step(images[last:], labels[last:], step)
+        metrics = self._joint_step(images[last:], labels[last:], step)
+        return {**metrics, SUBSTEP_LOSSES: substep_losses}
 
     # --- cross-replica ---------------------------------------------------------------------------
 
@@ -222,11 +227,25 @@ class Gan:
                 self._update_ema()
                 self.step.assign_add(1)
                 totals += metrics
+                substeps = self.strategy.reduce(
+                    tf.distribute.ReduceOp.SUM, per_replica[SUBSTEP_LOSSES], axis=None
+                )
                 finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(metrics)))
+                finite = tf.logical_and(finite, tf.math.is_finite(substeps))
             means = totals / tf.cast(n, tf.float32)
             return {k: means[i] for i, k in enumerate(METRICS)}, finite
 
         return train_steps
+
+    def non_finite_weights(self) -> list[str]:
+        """Names of the weights (G, D, EMA G) holding a NaN or an infinity: never to be saved."""
+        bad = []
+        for model in (self.generator, self.discriminator, self.ema_generator):
+            for weight in model.weights if model is not None else []:
+                values = np.asarray(weight.numpy())
+                if values.dtype.kind == "f" and not np.isfinite(values).all():
+                    bad.append(f"{model.name}/{weight.path}")
+        return bad
 
     def fingerprint(self) -> str:
         """sha256 over every weight of G, D and EMA G: equal on every worker of a sync run."""

@@ -7,6 +7,7 @@ callable (set by SIGTERM); storage details live in ``checkpoint.py`` and ``progr
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 
@@ -15,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import schema, storage
+from common.cli import UserError
 from trainer import config as config_lib
 from trainer import data
 from trainer import strategy as strategy_lib
@@ -26,9 +28,10 @@ from trainer.workspace import Workspace
 
 SAMPLE_GRID = 100  # 10×10
 FLAGS_FILE = "flags.txt"
+DATA_FILE = "data.json"  # the data set a run trains on: a checkpoint is tied to it
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
@@ -95,11 +98,15 @@ def train(
     store.restore_latest()
     gan.apply_learning_rates()
     step = int(gan.step.numpy())
+    if step:
+        _check_same_data(config, manifest)
     if step >= config.train_steps:
         return TrainResult(step, "already_complete", store.latest, {}, gan.fingerprint())
     if chief:
         workspace.pull()
         storage.write_text(workspace.job.path(FLAGS_FILE), config_lib.to_flags_text(config))
+        record = {"data_dir": config.data_dir, "fingerprint": manifest["fingerprint"]}
+        storage.write_text(workspace.job.path(DATA_FILE), json.dumps(record, indent=2) + "\n")
         workspace.push()
 
     dataset = strategy.distribute_datasets_from_function(
@@ -159,6 +166,13 @@ def train(
             )
             stop = stop_any(should_stop() or out_of_time)
             if step % config.checkpoint_every == 0 or done or stop:
+                bad = gan.non_finite_weights()
+                if bad:
+                    raise NonFiniteLossError(
+                        f"non-finite weights at step {step} ({bad[0]}"
+                        f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); "
+                        f"not saved; last good checkpoint kept: {store.latest or 'none'}"
+                    )
                 # Artifacts first, so a committed checkpoint never has fewer metrics than steps;
                 # extra records beyond a checkpoint are dropped when a resumed run starts.
                 if chief:
@@ -170,6 +184,24 @@ def train(
     finally:
         reporter.close()
     return TrainResult(step, stopped_by, store.latest, last_metrics, gan.fingerprint())
+
+
+def _check_same_data(config: TrainConfig, manifest: dict) -> None:
+    """A resumed run continues on the data its checkpoint was trained on, unless told otherwise."""
+    path = storage.join(config.job_dir, DATA_FILE)
+    if config.allow_data_change or not storage.exists(path):
+        return
+    try:
+        trained_on = json.loads(storage.read_text(path))
+        previous = str(trained_on["fingerprint"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise data.DataError(f"{path}: unreadable ({type(e).__name__})") from e
+    if previous != manifest["fingerprint"]:
+        raise data.DataError(
+            f"{config.job_dir}: its checkpoint was trained on data {previous[:12]}… "
+            f"({trained_on.get('data_dir')}), --data_dir={config.data_dir} holds "
+            f"{manifest['fingerprint'][:12]}…; pass --allow_data_change to train on anyway"
+        )
 
 
 def _make_evaluator(config: TrainConfig, manifest: dict, gan: Gan) -> Callable[[], dict]:

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from common import schema
+from common import schema, storage
 
 
 def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
@@ -37,6 +37,23 @@ def png_bytes(grid: np.ndarray, scale: int = 2) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def kept_records(text: str, step: int) -> list[dict]:
+    """The records of ``metrics.jsonl`` up to ``step``, the run being resumed from it.
+
+    A line that does not parse (a torn last write after a crash or a full disk) is dropped, not
+    fatal: the records are a log, and every one of them after the checkpoint is rewritten anyway.
+    """
+    kept = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+            if int(record["step"]) <= step:
+                kept.append(record)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+    return kept
 
 
 def sample_name(step: int) -> str:
@@ -69,9 +86,8 @@ class Reporter:
         path = os.path.join(self.job_dir, "metrics.jsonl")
         if self.enabled and os.path.exists(path):
             with open(path) as f:
-                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-            with open(path, "w") as f:
-                f.writelines(kept)
+                kept = kept_records(f.read(), step)
+            storage.write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def log(self, step: int, metrics: dict[str, float], extra: dict | None = None) -> dict:
         """Report the mean metrics of the steps since the last report."""
@@ -134,8 +150,7 @@ class Reporter:
 
         grid = image_grid(images, rows)
         path = os.path.join(self.job_dir, "samples", sample_name(step))
-        with open(path, "wb") as f:
-            f.write(png_bytes(grid))
+        storage.write_bytes(path, png_bytes(grid))
         with self._writer.as_default(step=step):
             tf.summary.image("samples", grid[None, :, :, None], max_outputs=1)
         self._writer.flush()

@@ -12,13 +12,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import storage
+from common import cli
 from trainer import config as config_lib
 from trainer import losses, models, presets
 
@@ -129,6 +128,11 @@ flags.DEFINE_integer(
     "eval_every", _DEFAULTS.eval_every, "Steps between evaluations (FD, scores); 0: off."
 )
 flags.DEFINE_integer("eval_samples", _DEFAULTS.eval_samples, "Samples per evaluation.")
+flags.DEFINE_bool(
+    "allow_data_change",
+    _DEFAULTS.allow_data_change,
+    "Resume a checkpoint against a data set other than the one it was trained on.",
+)
 flags.DEFINE_string(
     "classifier_dir", "", "Cache of evaluation classifiers (default: a temp dir; local or gs://)."
 )
@@ -163,34 +167,17 @@ class StopOnSignal:
 
 
 def main(argv: Sequence[str]) -> None:
-    from trainer import data, loop
-    from trainer.checkpoint import CheckpointMismatchError
+    from trainer import loop
 
     if len(argv) > 1:
-        sys.exit(f"trainer: error: unexpected arguments {' '.join(argv[1:])}")
-    try:
-        config = config_from_flags()
-        result = loop.train(config, should_stop=StopOnSignal())
-    except (
-        config_lib.ConfigError,
-        data.DataError,
-        loop.NonFiniteLossError,
-        storage.StorageError,
-        CheckpointMismatchError,
-    ) as e:
-        sys.exit(f"trainer: error: {e}")
+        raise config_lib.ConfigError(f"unexpected arguments {' '.join(argv[1:])}")
+    config = config_from_flags()
+    result = loop.train(config, should_stop=StopOnSignal())
     print(
         f"trainer: stopped at step {result.step} ({result.stopped_by}); "
         f"checkpoint {result.checkpoint}; weights sha256 {result.weights_sha256}"
     )
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        sys.exit(f"trainer: error: {e}")
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(cli.guarded("trainer", main), flags_parser=cli.flags_parser("trainer"))

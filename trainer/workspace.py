@@ -19,13 +19,15 @@ CHECKPOINTS, LOGS = "checkpoints", "logs"
 
 
 def default_scratch(job_dir: str) -> str:
+    """A private per-job directory under the temp dir (refused if someone else made it)."""
     digest = hashlib.sha256(job_dir.encode()).hexdigest()[:12]
-    return os.path.join(tempfile.gettempdir(), "gan-pipeline-scratch", digest)
+    base = storage.private_dir(os.path.join(tempfile.gettempdir(), f"gan-pipeline-{os.getuid()}"))
+    return storage.private_dir(os.path.join(base, "scratch", digest))
 
 
 class Workspace:
     def __init__(self, config: TrainConfig, worker_id: int = 0):
-        scratch = config.scratch_dir or default_scratch(config.job_dir)
+        scratch = storage.private_dir(config.scratch_dir or default_scratch(config.job_dir))
         if worker_id:
             scratch = os.path.join(scratch, f"worker-{worker_id}")
         self.data_dir = config.data_dir

@@ -84,3 +84,66 @@ def test_unreachable_server_gives_one_line_naming_bucket_and_operation(gcs):
     message = str(error.value)
     assert message.startswith(f"gs://{BUCKET}: write gs://{BUCKET}/x failed after retries")
     assert "\n" not in message
+
+
+# --- hostile names, private directories, no process-wide umask ----------------------------
+
+
+@pytest.mark.parametrize("name", ["../outside.txt", "a/../../outside.txt", "/etc/x", "a//b", "."])
+def test_names_that_leave_their_directory_are_refused(name):
+    with pytest.raises(storage.StorageError, match="refusing the unsafe name"):
+        storage.safe_relative(name, "gs://b/job")
+    assert storage.safe_relative("samples/step-00000002.png", "r") == "samples/step-00000002.png"
+
+
+def test_a_hostile_object_name_in_a_bucket_cannot_write_outside_the_working_copy(
+    tmp_path, monkeypatch
+):
+    """Cloud Storage accepts any object name, ``../`` included; the emulator cannot store one
+    (it is file-backed), so the bucket's listing is played here by the function that reads it."""
+    listing = ["metrics.jsonl", "samples/../../../escaped.txt"]
+    monkeypatch.setattr(storage, "list_tree", lambda root: listing)
+    downloads = []
+
+    def fetch(src: str, dst: str) -> None:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        open(dst, "wb").close()
+        downloads.append(dst)
+
+    monkeypatch.setattr(storage, "download_file", fetch)
+    monkeypatch.setattr(storage, "copy_file", fetch)
+    with pytest.raises(storage.StorageError, match="refusing the unsafe name"):
+        storage.Mirror("gs://b/job", str(tmp_path / "scratch")).pull()
+    with pytest.raises(storage.StorageError, match="refusing the unsafe name"):
+        storage.copy_tree("gs://b/job", str(tmp_path / "copy"))
+    assert all(str(tmp_path / "scratch") in d for d in downloads)
+    assert not [d for d in downloads if "escaped" in d]
+
+
+def test_private_dirs_are_created_0700_and_foreign_or_open_ones_refused(tmp_path):
+    mine = storage.private_dir(str(tmp_path / "mine"))
+    assert os.stat(mine).st_mode & 0o777 == 0o700
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)
+    with pytest.raises(storage.StorageError, match="not a private directory"):
+        storage.private_dir(str(open_dir))
+    if os.getuid() == 0:  # only root can make a directory owned by someone else
+        foreign = tmp_path / "foreign"
+        foreign.mkdir(mode=0o700)
+        os.chown(foreign, 12345, 12345)
+        with pytest.raises(storage.StorageError, match="owner uid 12345"):
+            storage.private_dir(str(foreign))
+
+
+def test_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
+    mask = os.umask(0o022)
+    os.umask(mask)
+
+    def forbidden(_):
+        raise AssertionError("os.umask changed process-wide (other threads see it)")
+
+    monkeypatch.setattr(os, "umask", forbidden)
+    path = tmp_path / "f.txt"
+    storage.write_text(str(path), "x")
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask

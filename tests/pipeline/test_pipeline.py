@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -206,6 +207,27 @@ def test_export_dir_holding_another_model_is_not_overwritten(pipeline_run, tmp_p
     assert helpers.snapshot(export) == before
 
 
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"notes.md": "the user's"}, "holds files that are not an export of this pipeline"),
+        ({"metrics.json": "{torn"}, "metrics.json: unreadable (JSONDecodeError)"),
+    ],
+    ids=["foreign-files", "corrupt-metrics"],
+)
+def test_export_dir_that_is_not_an_export_of_ours_is_refused(
+    pipeline_run, tmp_path, files, message
+):
+    export = tmp_path / "export"
+    export.mkdir()
+    for name, text in files.items():
+        (export / name).write_text(text)
+    before = helpers.snapshot(str(export))
+    proc = _export(os.path.join(pipeline_run, "job"), str(export))
+    helpers.assert_one_line_error(proc, "export", message)
+    assert helpers.snapshot(str(export)) == before
+
+
 def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tiny_data_dir, tmp_path):
     from trainer import classifier as classifier_lib
     from trainer import data, evaluation
@@ -239,3 +261,52 @@ def test_route_sends_flags_to_their_stage_and_user_flags_win_over_defaults():
 
     _, trainer = route(["--noconditional", "--preset=tutorial"])
     assert trainer == ["--noconditional", "--preset=tutorial"]
+
+
+def test_the_gallery_shows_only_the_grids_the_trainer_wrote(pipeline_run, tmp_path):
+    job = str(tmp_path / "job")
+    shutil.copytree(os.path.join(pipeline_run, "job"), job)
+    with open(os.path.join(job, "flags.txt")) as f:
+        text = f.read().replace(os.path.join(pipeline_run, "job"), job)
+    with open(os.path.join(job, "flags.txt"), "w") as f:
+        f.write(text)
+    for name in ("notes.txt", "step-final.png", "step-00000004 (copy).png"):
+        with open(os.path.join(job, "samples", name), "w") as f:
+            f.write("not a grid")
+    with open(os.path.join(job, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 99, "d_lo')  # a torn last line
+    proc = _export(job, str(tmp_path / "export"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    progress = sorted(os.listdir(tmp_path / "export" / "gallery" / "progress"))
+    assert progress and all(re.fullmatch(r"step-\d{8}\.png", n) for n in progress)
+
+
+def test_a_tampered_classifier_cache_is_not_loaded(tiny_data_dir, tmp_path):
+    from trainer import classifier as classifier_lib
+    from trainer import data
+
+    manifest = data.read_manifest(tiny_data_dir)
+    root = str(tmp_path / "cache")
+    classifier_lib.load_or_train(root, tiny_data_dir, manifest)
+    model = os.path.join(classifier_lib.cache_dir(root, manifest), classifier_lib.MODEL_FILE)
+    with open(model, "ab") as f:
+        f.write(b"planted")
+    with pytest.raises(classifier_lib.ClassifierError, match="does not match the sha256 recorded"):
+        classifier_lib.load_or_train(root, tiny_data_dir, manifest)
+
+
+def test_secrets_in_pass_through_options_are_masked_in_the_log():
+    from pipeline.run import masked
+
+    args = [
+        "--dataflow_kms_key=projects/p/keys/k",
+        "--hdfs_password=hunter2",
+        "--api_token=abc",
+        "--AWS_SECRET_ACCESS_KEY=xyz",
+        "--runner=DirectRunner",
+        "--num_shards=2",
+    ]
+    shown = " ".join(masked(args))
+    for secret in ("projects/p/keys/k", "hunter2", "abc", "xyz"):
+        assert secret not in shown
+    assert "--runner=DirectRunner" in shown and "--hdfs_password=***" in shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 
@@ -102,9 +103,16 @@ def test_digits_keeps_only_those_classes(tiny_source, tmp_path):
     assert set(labels.tolist()) == {0, 3}
     manifest = helpers.read_manifest(out)
     assert manifest["digits"] == [0, 3]
-    counts = manifest["splits"]["train"]["class_counts"]
-    assert counts[0] == (labels == 0).sum() and counts[3] == (labels == 3).sum()
-    assert sum(counts) == len(labels)
+    # Against the source, not the job's own records: a job that dropped examples would agree
+    # with itself.
+    _, source_labels, _ = sources.load_split(
+        os.path.join(tiny_source, "train-images-idx3-ubyte.gz"),
+        os.path.join(tiny_source, "train-labels-idx1-ubyte.gz"),
+    )
+    expected = np.bincount(source_labels, minlength=10)
+    expected[[1, 2, 4, 5, 6, 7, 8, 9]] = 0
+    assert manifest["splits"]["train"]["class_counts"] == expected.tolist()
+    assert np.bincount(labels, minlength=10).tolist() == expected.tolist()
     assert manifest["splits"]["train"]["files"] == ["train-00000-of-00001.tfrecord"]
 
 
@@ -206,7 +214,8 @@ def test_bad_input_fails_with_one_line_and_writes_nothing(case, tiny_source, tmp
     line = helpers.error_line(proc)
     assert line.startswith("preprocessing: error: ")
     assert message in line and os.path.basename(bad_path) in line
-    assert not os.path.exists(os.path.join(out, schema.MANIFEST_NAME))
+    helpers.assert_one_line_error(proc, "preprocessing", message)
+    assert not os.path.exists(out)  # nothing at all was written
 
 
 def _write_split(source: str, split: str, pixels: np.ndarray, labels: np.ndarray) -> None:
@@ -239,9 +248,8 @@ def test_inconsistent_idx_contents_fail_with_one_line(case, message, tiny_source
     _write_split(source, "test", pixels, labels)
     out = str(tmp_path / "out")
     proc = preprocess(source, out)
-    assert proc.returncode != 0
-    assert message in helpers.error_line(proc)
-    assert not os.path.exists(os.path.join(out, schema.MANIFEST_NAME))
+    helpers.assert_one_line_error(proc, "preprocessing", message)
+    assert not os.path.exists(out)
 
 
 def test_checksum_mismatch_against_shipped_sums_is_reported(tiny_source, tmp_path):
@@ -269,14 +277,19 @@ def test_bad_input_leaves_an_earlier_complete_output_intact(tiny_source, tiny_ou
     [
         ("--digits=0,11", "--digits=0,11: digits must be in 0-9"),
         ("--no_such_flag=3", "unknown flag(s): --no_such_flag"),
-        ("--num_shards=0", "num_shards"),
+        ("--num_shards=0", "flag --num_shards=0: 0 is not a positive integer"),
+        ("--compression=bz2", "flag --compression=bz2: value should be one of <gzip|none>"),
     ],
 )
 def test_bad_flags_fail_with_one_line(flag, message, tiny_source, tmp_path):
     proc = preprocess(tiny_source, str(tmp_path / "out"), flag)
-    assert proc.returncode != 0
-    assert message in proc.stderr
-    assert not os.path.exists(tmp_path / "out" / schema.MANIFEST_NAME)
+    helpers.assert_one_line_error(proc, "preprocessing", message)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_missing_output_dir_is_one_line(tiny_source):
+    proc = helpers.run_module("preprocessing.run", f"--source={tiny_source}")
+    helpers.assert_one_line_error(proc, "preprocessing", "--output_dir", "must have a value")
 
 
 def test_tfds_source_fails_fast_offline(tmp_path):
@@ -286,3 +299,94 @@ def test_tfds_source_fails_fast_offline(tmp_path):
     line = helpers.error_line(proc)
     assert line.startswith("preprocessing: error: tfds:"), proc.stderr[-2000:]
     assert not os.path.exists(tmp_path / "out" / schema.MANIFEST_NAME)
+
+
+# --- ownership: the job deletes and overwrites only what it wrote ---------------------------
+
+
+def test_output_into_the_source_directory_is_refused_and_changes_nothing(tiny_source, tmp_path):
+    source = str(tmp_path / "mnist")
+    shutil.copytree(tiny_source, source)
+    before = helpers.snapshot(source)
+    for output in (source, os.path.join(source, "records")):
+        proc = preprocess(source, output)
+        helpers.assert_one_line_error(
+            proc, "preprocessing", f"--output_dir={output} overlaps --source={source}"
+        )
+        assert helpers.snapshot(source) == before
+
+
+def test_a_users_file_with_a_shard_name_is_never_overwritten(tiny_source, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train-00000-of-00002.tfrecord.gz").write_bytes(b"the user's own file")
+    before = helpers.snapshot(str(out))
+    proc = preprocess(tiny_source, str(out), "--num_shards=2")
+    helpers.assert_one_line_error(
+        proc, "preprocessing", "train-00000-of-00002.tfrecord.gz: exists and was not written"
+    )
+    assert helpers.snapshot(str(out)) == before
+
+
+def test_stale_shards_of_a_crashed_run_go_and_the_users_files_stay(tiny_source, tmp_path):
+    out = str(tmp_path / "out")
+    assert preprocess(tiny_source, out, "--num_shards=3").returncode == 0
+    # As if that run had crashed before its commit: shards and its marker, no manifest.
+    manifest = helpers.read_manifest(out)
+    os.remove(os.path.join(out, schema.MANIFEST_NAME))
+    written = sorted(f for split in manifest["splits"].values() for f in split["files"])
+    with open(os.path.join(out, ".preprocessing-in-progress.json"), "w") as f:
+        json.dump({"files": written}, f)
+    users = {"train-notes.txt": b"mine", "test-00000-of-00009.tfrecord.gz": b"also mine"}
+    for name, data in users.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+    proc = preprocess(tiny_source, out, "--num_shards=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = set(os.listdir(out))
+    listed = {f for split in helpers.read_manifest(out)["splits"].values() for f in split["files"]}
+    assert files == listed | set(users) | {schema.MANIFEST_NAME}  # marker and 3-shard files gone
+    for name, data in users.items():
+        with open(os.path.join(out, name), "rb") as f:
+            assert f.read() == data
+
+
+def test_a_failed_shard_write_leaves_no_temporary_file(tiny_source, tmp_path, monkeypatch):
+    import tempfile
+
+    from preprocessing import transforms
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    files = sources.resolve_idx_dir(tiny_source)
+    spec = transforms.shard_specs(files["test"], 100, 1)[0]
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(OSError):
+        list(transforms.write_shard(spec, str(not_a_dir), list(range(10)), "gzip"))
+    assert os.listdir(scratch) == []
+
+
+def test_a_malformed_checksum_line_is_one_line_naming_it(tiny_source, tmp_path):
+    source = str(tmp_path / "src")
+    shutil.copytree(tiny_source, source)
+    with open(os.path.join(source, sources.CHECKSUMS_NAME), "w") as f:
+        f.write("# sums\nnot-a-digest train-labels-idx1-ubyte extra\n")
+    proc = preprocess(source, str(tmp_path / "out"))
+    helpers.assert_one_line_error(
+        proc, "preprocessing", f"{sources.CHECKSUMS_NAME}:2: expected 'SHA256  FILE'"
+    )
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_complete_looking_output_with_missing_shards_is_written_again(tiny_source, tmp_path):
+    out = str(tmp_path / "out")
+    assert preprocess(tiny_source, out, "--num_shards=2").returncode == 0
+    before = helpers.snapshot(out)
+    os.remove(os.path.join(out, "train-00001-of-00002.tfrecord.gz"))
+    proc = preprocess(tiny_source, out, "--num_shards=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = helpers.snapshot(out)
+    assert set(after) == set(before)
+    assert after["train-00001-of-00002.tfrecord.gz"] == before["train-00001-of-00002.tfrecord.gz"]

@@ -210,16 +210,23 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data_dir,
 
 
 def test_flagfile_reproduces_the_run(tiny_data_dir, tmp_path):
+    """Training again from a run's flags.txt, into a new job dir, gives the same weights."""
     job = str(tmp_path / "job")
-    first = train(tiny_data_dir, job, "--train_steps=2", "--checkpoint_every=2", "--seed=7")
+    first = train(
+        tiny_data_dir, job, "--train_steps=2", "--checkpoint_every=2", "--seed=7", "--deterministic"
+    )
     assert first.returncode == 0, first.stderr[-3000:]
-    flagfile = os.path.join(job, "flags.txt")
-    with open(flagfile) as f:
+    with open(os.path.join(job, "flags.txt")) as f:
         text = f.read()
     assert "--seed=7" in text and "--train_steps=2" in text and "--model_width=8" in text
+    again_job = str(tmp_path / "again")
+    flagfile = str(tmp_path / "flags.txt")
+    with open(flagfile, "w") as f:
+        f.write(text.replace(f"--job_dir={job}\n", f"--job_dir={again_job}\n"))
     again = helpers.run_module("trainer.task", f"--flagfile={flagfile}")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "(already_complete)" in again.stdout
+    assert "(steps)" in again.stdout  # trained from scratch, not found complete
+    assert latest_step(again_job) == 2
     assert final_fingerprint(again.stdout) == final_fingerprint(first.stdout)
 
 
@@ -231,12 +238,16 @@ def test_flagfile_reproduces_the_run(tiny_data_dir, tmp_path):
         (["--strategy=multi_worker"], "--strategy=multi_worker needs TF_CONFIG"),
         (["--mixed_precision=fp16"], "--mixed_precision=fp16 needs a GPU"),
         (["--batch_size=15", "--strategy=mirrored", "--cpu_replicas=2"], "does not split over 2"),
+        (["--seed=-1"], "--seed=-1: must be in [0, 2**32)"),
+        (["--training_ratio=100000"], "--training_ratio=100000: must be <= 100"),
+        (["--batch_size=x"], "flag --batch_size=x: invalid literal"),
+        (["--preset=huge"], "flag --preset=huge: value should be one of"),
+        (["stray"], "unexpected arguments stray"),
     ],
 )
 def test_bad_flags_fail_with_one_line(args, message, tiny_data_dir, tmp_path):
     proc = train(tiny_data_dir, str(tmp_path / "job"), "--train_steps=2", *args)
-    assert proc.returncode != 0
-    assert message in helpers.error_line(proc), proc.stderr[-2000:]
+    helpers.assert_one_line_error(proc, "trainer", message)
     assert not os.path.exists(tmp_path / "job" / "checkpoints")
 
 
@@ -277,3 +288,99 @@ def test_missing_manifest_is_reported(tmp_path):
     proc = train(str(tmp_path / "nodata"), str(tmp_path / "job"), "--train_steps=2")
     assert proc.returncode != 0
     assert "manifest.json: not found; run preprocessing first" in helpers.error_line(proc)
+
+
+def _rewrite_manifest(data: str, edit) -> None:
+    path = os.path.join(data, schema.MANIFEST_NAME)
+    with open(path) as f:
+        manifest = json.load(f)
+    manifest = edit(manifest)
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+
+
+def _without(key):
+    return lambda m: {k: v for k, v in m.items() if k != key}
+
+
+def _shard_named(name):
+    def edit(m):
+        m["splits"]["train"]["files"][0] = name
+        return m
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: [m], "manifest is not a JSON object"),
+        (_without("compression"), "lacks compression"),
+        (_without("fingerprint"), "lacks fingerprint"),
+        (lambda m: {**m, "digits": [0, 1]}, "fingerprint does not match the manifest's content"),
+        (lambda m: {**m, "fingerprint": "../../x"}, "is not a sha256"),
+        (_shard_named("../../etc/passwd"), "not a plain file name"),
+        (_shard_named("/abs/train.tfrecord.gz"), "not a plain file name"),
+        (_shard_named("train-00009-of-00009.tfrecord.gz"), "listed in the manifest but missing"),
+    ],
+    ids=[
+        "not-an-object",
+        "no-compression",
+        "no-fingerprint",
+        "edited",
+        "hostile-fingerprint",
+        "dotdot-file",
+        "absolute-file",
+        "missing-shard",
+    ],
+)
+def test_a_bad_manifest_is_one_line_naming_it(edit, message, tiny_data_dir, tmp_path):
+    from trainer import data as data_lib
+
+    data = _copy_data(tiny_data_dir, tmp_path)
+    _rewrite_manifest(data, edit)
+    with pytest.raises(data_lib.DataError) as raised:
+        data_lib.read_manifest(data)
+    line = str(raised.value)
+    assert line.startswith(os.path.join(data, "")) and message in line and "\n" not in line
+
+
+def test_a_bad_manifest_ends_the_trainer_with_one_line(tiny_data_dir, tmp_path):
+    data = _copy_data(tiny_data_dir, tmp_path)
+    _rewrite_manifest(data, _without("digits"))
+    proc = train(data, str(tmp_path / "job"), "--train_steps=2")
+    helpers.assert_one_line_error(proc, "trainer", "lacks digits")
+
+
+def test_resuming_against_other_data_is_one_line_unless_allowed(tiny_data_dir, tmp_path):
+    job = str(tmp_path / "job")
+    assert train(tiny_data_dir, job, "--train_steps=2").returncode == 0
+    zeros = str(tmp_path / "zeros")
+    proc = helpers.run_module(
+        "preprocessing.run",
+        f"--source={helpers.tiny_mnist(str(tmp_path / 'idx'), 256, 64)}",
+        f"--output_dir={zeros}",
+        "--digits=0",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before = helpers.snapshot(os.path.join(job, "checkpoints"))
+    proc = train(zeros, job, "--train_steps=4")
+    helpers.assert_one_line_error(
+        proc, "trainer", f"{job}: its checkpoint was trained on data", "--allow_data_change"
+    )
+    assert helpers.snapshot(os.path.join(job, "checkpoints")) == before
+    allowed = train(zeros, job, "--train_steps=4", "--allow_data_change")
+    assert allowed.returncode == 0, allowed.stderr[-3000:]
+    assert latest_step(job) == 4
+
+
+def test_a_torn_last_metrics_line_does_not_stop_a_resume(tiny_data_dir, tmp_path):
+    """A crash or a full disk mid-append leaves half a JSON line; the resume drops it."""
+    job = str(tmp_path / "job")
+    assert train(tiny_data_dir, job, "--train_steps=4", "--checkpoint_every=4").returncode == 0
+    with open(os.path.join(job, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 6, "d_lo')
+    resumed = train(tiny_data_dir, job, "--train_steps=6", "--checkpoint_every=2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    with open(os.path.join(job, "metrics.jsonl")) as f:
+        assert [json.loads(line)["step"] for line in f] == [2, 4, 6]

@@ -156,3 +156,31 @@ def test_bad_combinations_are_rejected_with_one_line(case, tmp_path):
         tiny_config("d", str(tmp_path), **overrides)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_non_finite_weights_are_never_committed(tiny_data_dir, tmp_path, monkeypatch):
+    """Losses can stay finite while a weight is not (the EMA copy never enters a loss)."""
+    from trainer.gan import Gan
+
+    make = Gan.make_train_function
+
+    def corrupting(gan):
+        train_steps = make(gan)
+
+        def run(iterator, n):
+            result = train_steps(iterator, n)
+            if int(gan.step.numpy()) > 3:
+                weight = gan.ema_generator.weights[0]
+                weight.assign(np.full(weight.shape, np.inf, weight.dtype))
+            return result
+
+        return run
+
+    job = str(tmp_path / "job")
+    loop.train(tiny_config(tiny_data_dir, job))
+    monkeypatch.setattr(Gan, "make_train_function", corrupting)
+    with pytest.raises(loop.NonFiniteLossError, match=r"non-finite weights at step 6 \("):
+        loop.train(tiny_config(tiny_data_dir, job, train_steps=6))
+    assert sorted(n for n in os.listdir(os.path.join(job, "checkpoints")) if ".index" in n) == [
+        "ckpt-3.index"
+    ]

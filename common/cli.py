@@ -1,0 +1,55 @@
+"""What every entry point does with errors: one line naming what and where, a documented code.
+
+Every error a user can cause (bad flags, bad input, unreachable buckets, a run that cannot go
+on) derives from ``UserError`` and is caught once, here, per entry point: a new error type
+cannot leak a traceback. Exit codes, the same for every command:
+
+    0  done
+    1  an internal error (a bug: the traceback is kept, for the report)
+    2  a user-facing error: bad flags or input, unreachable storage; one line on stderr
+    3  pipeline.promote only: the candidate was not better, the promoted model was kept
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from absl import flags
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """A user-facing error; its message is the one line the user sees."""
+
+
+def fail(prog: str, message: object) -> None:
+    lines = str(message).strip().splitlines() or [""]
+    print(f"{prog}: error: {lines[0]}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def flags_parser(prog: str, known_only: bool = False) -> Callable[[list[str]], list[str]]:
+    """absl's parsing, with a bad flag (unknown, unparsable, missing) as one line, exit 2."""
+
+    def parse(argv: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(argv, known_only=known_only)
+        except flags.Error as e:
+            fail(prog, e)
+        raise AssertionError("unreachable")
+
+    return parse
+
+
+def guarded(prog: str, main: Callable[[Sequence[str]], None]) -> Callable[[Sequence[str]], None]:
+    """``main`` with every ``UserError`` turned into one line and exit 2."""
+
+    def run(argv: Sequence[str]) -> None:
+        try:
+            main(argv)
+        except UserError as e:
+            fail(prog, e)
+
+    return run
