@@ -42,8 +42,11 @@ browser:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "make: chromium is not installed; the gallery browser test will be skipped"
 
+# The suite runs as the image runs it (cloudbuild.yaml's test step, in a directory holding what the
+# Dockerfile copies: tests/in_image.py); then the cloud rehearsal, which that step leaves out.
 test: lint browser
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m tests.in_image
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) -m rehearsal
 
 clean:
 	rm -rf runs .pytest_cache
