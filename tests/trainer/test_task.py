@@ -139,7 +139,9 @@ def test_mirrored_over_two_cpus_matches_the_default_strategy(tiny_data_dir, tmp_
     compared = 0
     for key, value in expected.items():
         if value.dtype.kind == "f":
-            np.testing.assert_allclose(actual[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
+            # README's claim: within 1e-6 absolute (measured 1.2e-7, one float32 ulp at unit
+            # scale: the all-reduce sums in another order).
+            np.testing.assert_allclose(actual[key], value, rtol=0, atol=1e-6, err_msg=key)
             compared += value.size
         else:
             np.testing.assert_array_equal(actual[key], value, err_msg=key)
