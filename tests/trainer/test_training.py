@@ -184,3 +184,30 @@ def test_non_finite_weights_are_never_committed(tiny_data_dir, tmp_path, monkeyp
     assert sorted(n for n in os.listdir(os.path.join(job, "checkpoints")) if ".index" in n) == [
         "ckpt-3.index"
     ]
+
+
+def test_the_nan_guard_sees_the_extra_discriminator_steps(tiny_data_dir, tmp_path, monkeypatch):
+    """With --training_ratio=2 the first D update has its own loss; a NaN there stops the run
+    even when the joint step's numbers stay finite."""
+    import tensorflow as tf
+
+    from trainer.gan import METRICS, Gan
+
+    config = tiny_config(tiny_data_dir, str(tmp_path), training_ratio=2, batch_size=8)
+    gan = Gan(config, 10, tf.distribute.get_strategy())
+    monkeypatch.setattr(
+        gan, "_joint_step", lambda real, labels, step: {k: tf.constant(0.0) for k in METRICS}
+    )
+    images = np.zeros((16, 28, 28, 1), np.float32)
+    labels = np.zeros(16, np.int32)
+    train_steps = gan.make_train_function()
+
+    def finite_with(batch: np.ndarray) -> bool:
+        dataset = tf.data.Dataset.from_tensors((batch, labels)).repeat()
+        iterator = iter(gan.strategy.experimental_distribute_dataset(dataset))
+        return bool(train_steps(iterator, tf.constant(1, tf.int64))[1])
+
+    assert finite_with(images)
+    poisoned = images.copy()
+    poisoned[:8] = np.nan  # only the first, discriminator-only, sub-step sees these
+    assert not finite_with(poisoned)
