@@ -12,10 +12,15 @@ cannot leak a traceback. Exit codes, the same for every command:
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 
-from absl import flags
+from absl import flags, logging
+
+# TensorFlow's C++ INFO and WARNING lines (CUDA probing on a machine without a GPU, CPU feature
+# notes) are not the user's business unless asked for; set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_USER_ERROR = 2
 
@@ -47,6 +52,9 @@ def guarded(prog: str, main: Callable[[Sequence[str]], None]) -> Callable[[Seque
     """``main`` with every ``UserError`` turned into one line and exit 2."""
 
     def run(argv: Sequence[str]) -> None:
+        if "verbosity" in flags.FLAGS and not flags.FLAGS["verbosity"].present:
+            # Libraries' INFO logs (Beam's runner choice, TF's saver timings) only with -v 0.
+            logging.set_verbosity(logging.WARNING)
         try:
             main(argv)
         except UserError as e:

@@ -50,6 +50,9 @@ assert set(JOB_FLAGS) | {"output_dir"} == {
 }, "keep preprocessing.JOB_FLAGS in sync with the flags defined here"
 
 
+LOCAL_RUNNER = "FnApiRunner"
+
+
 class PreprocessError(UserError, ValueError):
     """A one-line, user-facing reason the job cannot run."""
 
@@ -158,6 +161,10 @@ def split_beam_args(argv: Sequence[str]) -> list[str]:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     beam_args = list(argv[1:])
+    if not any(arg.startswith("--runner") for arg in beam_args):
+        # Beam's DirectRunner first tries to download its Prism runner from the internet, then
+        # falls back to this one: choose it directly (offline, no download, same results).
+        beam_args.append(f"--runner={LOCAL_RUNNER}")
     options = PipelineOptions(beam_args)
     known = options.get_all_options(retain_unknown_options=False)
     everything = options.get_all_options(retain_unknown_options=True)
@@ -167,8 +174,8 @@ def split_beam_args(argv: Sequence[str]) -> list[str]:
     return beam_args
 
 
-def run(argv: Sequence[str]) -> str:
-    """Run the job; return the manifest path."""
+def run(argv: Sequence[str]) -> str | None:
+    """Run the job; return the manifest path, or None when the output was already complete."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -194,8 +201,8 @@ def run(argv: Sequence[str]) -> str:
     header = manifest_header(FLAGS.source, checksums, digits, FLAGS.num_shards, FLAGS.compression)
     manifest_path = storage.join(output_dir, schema.MANIFEST_NAME)
     if existing_output(output_dir, header["fingerprint"]):
-        logging.info("%s already holds this data set; nothing to do", manifest_path)
-        return manifest_path
+        print(f"preprocessing: {output_dir} already holds this data set; nothing to do")
+        return None
     storage.makedirs(output_dir)
     planned = transforms.planned_files(files, counts, FLAGS.num_shards, FLAGS.compression)
     stale = claim_output(output_dir, header["fingerprint"], planned)
@@ -233,7 +240,8 @@ def _root_cause(error: BaseException) -> str:
 
 def main(argv: Sequence[str]) -> None:
     manifest_path = run(argv)
-    print(f"preprocessing: wrote {manifest_path}")
+    if manifest_path:
+        print(f"preprocessing: wrote {manifest_path}")
 
 
 if __name__ == "__main__":
