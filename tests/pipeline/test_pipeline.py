@@ -101,9 +101,7 @@ def test_rerun_skips_complete_stages(pipeline_run):
         "--num_shards=2",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (
-        "already holds this data set; nothing to do" in proc.stdout
-    )
+    assert "already holds this data set; nothing to do" in proc.stdout
     assert "(already_complete)" in proc.stdout
     assert helpers.snapshot(os.path.join(pipeline_run, "export")) == before
 
