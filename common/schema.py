@@ -69,7 +69,10 @@ def encode_example(image: np.ndarray, label: int) -> bytes:
         IMAGE_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=image.tolist())),
         LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    # Map entries in key order: otherwise their order follows a per-process hash seed, and the
+    # same shard written by two processes differs in bytes (found by a shard rewritten on repair).
+    return example.SerializeToString(deterministic=True)
 
 
 def feature_spec() -> dict:

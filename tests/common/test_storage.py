@@ -147,3 +147,31 @@ def test_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
     path = tmp_path / "f.txt"
     storage.write_text(str(path), "x")
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_record_serializes_to_the_same_bytes_in_every_process():
+    """tf.train.Example's feature map is serialized in key order: without it the order follows
+    a per-process seed, and a shard rewritten by another process differs in bytes."""
+    import subprocess
+    import sys
+
+    from tests import helpers
+
+    code = (
+        "import numpy as np\n"
+        "from common import schema\n"
+        "print(schema.encode_example(np.linspace(-1, 1, 784, dtype=np.float32), 7).hex())\n"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=helpers.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+        for _ in range(5)
+    }
+    assert len(outputs) == 1
+    record = bytes.fromhex(outputs.pop())
+    assert record.index(b"image") < record.index(b"label")
