@@ -18,9 +18,13 @@ from collections.abc import Callable, Sequence
 
 from absl import flags, logging
 
+from common import native_logs
+
 # TensorFlow's C++ INFO and WARNING lines (CUDA probing on a machine without a GPU, CPU feature
-# notes) are not the user's business unless asked for; set before TensorFlow is imported.
+# notes) are not the user's business unless asked for; set before TensorFlow is imported, and
+# filter what its absl-based logging prints regardless (every entry point imports this first).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+native_logs.install()
 
 EXIT_USER_ERROR = 2
 

@@ -46,7 +46,24 @@ def pipeline_run(tmp_path_factory) -> str:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "pipeline: done" in proc.stdout
+    with open(str(root / "terminal.txt"), "w") as f:
+        f.write(proc.stdout + proc.stderr)
     return out
+
+
+# What a user may see by default: progress, a result, or an error; nothing else.
+PROGRESS = r"(step +\d+/\d+ .*|eval +\d+ .*)"
+RESULT = r"(preprocessing|trainer|export|pipeline|promote|submit): .*"
+
+
+def test_every_line_on_the_terminal_is_progress_a_result_or_an_error(pipeline_run):
+    """pipeline.run runs preprocessing.run, trainer.task and pipeline.export as its stages."""
+    with open(os.path.join(os.path.dirname(pipeline_run), "terminal.txt")) as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    others = [ln for ln in lines if not re.fullmatch(f"{PROGRESS}|{RESULT}", ln)]
+    assert others == [], others[:10]
+    for stage in ("preprocessing: wrote", "trainer: stopped", "export: ", "pipeline: done"):
+        assert any(line.startswith(stage) for line in lines), stage
 
 
 def test_pipeline_writes_every_artifact(pipeline_run):
