@@ -128,19 +128,26 @@ def train(
         config.train_steps,
         config.batch_size,
         enabled=chief,
+        deadline=started + config.max_minutes * 60 if config.max_minutes else None,
     )
     sample_z, sample_labels = sample_inputs(config, manifest["digits"])
     evaluate = _make_evaluator(config, manifest, gan) if chief and config.eval_every else None
     reporter.start(step)
     totals = dict.fromkeys(METRICS, 0.0)
     steps_since_log = 0
+    # Seconds in train steps vs in everything else (samples, evaluation, checkpoints, uploads):
+    # images/s counts only the first; the second is reported beside it.
+    train_seconds = maintenance_seconds = 0.0
     last_metrics: dict = {}
     stopped_by = "steps"
     try:
         while step < config.train_steps:
             n = _next_event(step, config) - step
+            began = time.perf_counter()
             metrics, finite = train_steps(iterator, tf.constant(n, tf.int64))
-            if not bool(finite):
+            finite = bool(finite)  # waits for the steps to finish
+            train_seconds += time.perf_counter() - began
+            if not finite:
                 values = {k: float(v) for k, v in metrics.items()}
                 raise NonFiniteLossError(
                     f"non-finite loss between steps {step} and {step + n} "
@@ -154,9 +161,14 @@ def train(
             done = step >= config.train_steps
             if step % config.log_every == 0 or done:
                 last_metrics = reporter.log(
-                    step, {k: v / steps_since_log for k, v in totals.items()}
+                    step,
+                    {k: v / steps_since_log for k, v in totals.items()},
+                    train_seconds=train_seconds,
+                    maintenance_seconds=maintenance_seconds,
                 )
                 totals, steps_since_log = dict.fromkeys(METRICS, 0.0), 0
+                train_seconds = maintenance_seconds = 0.0
+            began = time.perf_counter()
             if step % config.sample_every == 0 or done:
                 reporter.samples(step, gan.sample(sample_z, sample_labels))
             if evaluate is not None and (step % config.eval_every == 0 or done):
@@ -178,6 +190,7 @@ def train(
                 if chief:
                     workspace.push()
                 store.save(step)
+            maintenance_seconds += time.perf_counter() - began
             if stop and not done:
                 stopped_by = "signal" if should_stop() else "time"
                 break

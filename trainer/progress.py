@@ -56,6 +56,17 @@ def kept_records(text: str, step: int) -> list[dict]:
     return kept
 
 
+def duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m05s``, ``12s``; ``?`` before the first report."""
+    if seconds is None:
+        return "?"
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 def sample_name(step: int) -> str:
     """Sortable by step: samples/step-00001000.png."""
     return f"step-{step:08d}.png"
@@ -65,8 +76,15 @@ class Reporter:
     """Writes progress into a local job directory (the chief's only)."""
 
     def __init__(
-        self, job_dir: str, logs_dir: str, total_steps: int, global_batch: int, enabled: bool = True
+        self,
+        job_dir: str,
+        logs_dir: str,
+        total_steps: int,
+        global_batch: int,
+        enabled: bool = True,
+        deadline: float | None = None,
     ):
+        self.deadline = deadline  # time.monotonic() at which --max_minutes ends the run
         self.job_dir = job_dir
         self.total_steps = total_steps
         self.global_batch = global_batch
@@ -89,17 +107,37 @@ class Reporter:
                 kept = kept_records(f.read(), step)
             storage.write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
-    def log(self, step: int, metrics: dict[str, float], extra: dict | None = None) -> dict:
-        """Report the mean metrics of the steps since the last report."""
+    def log(
+        self,
+        step: int,
+        metrics: dict[str, float],
+        extra: dict | None = None,
+        train_seconds: float | None = None,
+        maintenance_seconds: float = 0.0,
+    ) -> dict:
+        """Report the mean metrics of the steps since the last report.
+
+        images/s counts ``train_seconds`` only (all the time since the last report when not
+        given); the time left is at the current wall-clock rate, maintenance included, to
+        ``--train_steps`` or to the ``--max_minutes`` deadline, whichever comes first.
+        """
         now = time.perf_counter()
         steps = step - (self._last_step if self._last_step is not None else step)
         elapsed = now - self._last_time
-        images_per_s = steps * self.global_batch / elapsed if elapsed > 0 and steps else 0.0
+        busy = train_seconds if train_seconds is not None else elapsed
+        images_per_s = steps * self.global_batch / busy if busy > 0 and steps else 0.0
+        left = (self.total_steps - step) * elapsed / steps if steps else None
+        if self.deadline is not None:
+            until_deadline = max(self.deadline - time.monotonic(), 0.0)
+            left = until_deadline if left is None else min(left, until_deadline)
         record = {
             "step": step,
             "kimg": step * self.global_batch / 1000.0,
             "images_per_s": images_per_s,
             "sec_per_kimg": 1000.0 / images_per_s if images_per_s else None,
+            "train_s": busy,
+            "maintenance_s": maintenance_seconds,
+            "time_left_s": left,
             **{k: float(v) for k, v in metrics.items()},
             **(extra or {}),
         }
@@ -108,7 +146,8 @@ class Reporter:
             return record
         print(
             f"step {step:>7d}/{self.total_steps}  kimg {record['kimg']:8.1f}  "
-            f"img/s {images_per_s:7.0f}  "
+            f"img/s {images_per_s:7.0f}  maint {maintenance_seconds:5.1f}s  "
+            f"left {duration(left)}  "
             f"d_loss {record['d_loss']:.4f}  g_loss {record['g_loss']:.4f}  "
             f"D(x) {record['d_real']:.3f}  D(G(z)) {record['d_fake']:.3f}",
             flush=True,

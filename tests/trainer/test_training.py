@@ -211,3 +211,27 @@ def test_the_nan_guard_sees_the_extra_discriminator_steps(tiny_data_dir, tmp_pat
     poisoned = images.copy()
     poisoned[:8] = np.nan  # only the first, discriminator-only, sub-step sees these
     assert not finite_with(poisoned)
+
+
+def test_a_slow_checkpoint_is_maintenance_not_a_slower_step(tiny_data_dir, tmp_path, monkeypatch):
+    import time
+
+    from trainer import progress
+    from trainer.checkpoint import CheckpointStore
+
+    save = CheckpointStore.save
+
+    def slow_save(store, step):
+        time.sleep(1.0)
+        return save(store, step)
+
+    monkeypatch.setattr(CheckpointStore, "save", slow_save)
+    job = str(tmp_path / "job")
+    loop.train(tiny_config(tiny_data_dir, job, train_steps=8, log_every=4, checkpoint_every=4))
+    with open(os.path.join(job, "metrics.jsonl")) as f:
+        first, second = (json.loads(line) for line in f)
+    assert second["maintenance_s"] >= 1.0  # the save after step 4 belongs to the next report
+    assert second["train_s"] < 1.0
+    assert second["images_per_s"] == pytest.approx(4 * 16 / second["train_s"])
+    assert first["time_left_s"] >= 0 and second["time_left_s"] == 0
+    assert [progress.duration(s) for s in (None, 5.4, 185, 3725)] == ["?", "5s", "3m05s", "1h02m"]
