@@ -21,8 +21,8 @@ from trainer.loop import sample_inputs
 CURVES = (
     ("losses", ("d_loss", "g_loss")),
     ("discriminator outputs", ("d_real", "d_fake")),
-    ("Fréchet distance (eval)", ("eval_frechet_distance",)),
-    ("classifier score (eval)", ("eval_classifier_score",)),
+    ("Fréchet distance (eval, {n} samples)", ("eval_frechet_distance",)),
+    ("classifier score (eval, {n} samples)", ("eval_classifier_score",)),
 )
 
 
@@ -56,7 +56,9 @@ def _read_metrics(job_dir: str) -> list[dict]:
     return progress.kept_records(storage.read_text(path), step=2**62)
 
 
-def plot_curves(records: list[dict], path: str) -> None:
+def plot_curves(records: list[dict], path: str, eval_samples: int) -> None:
+    """Loss and evaluation curves; evaluation panels name their sample count, which may differ
+    from the metrics table's (--eval_samples during training vs the export's)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,7 +71,7 @@ def plot_curves(records: list[dict], path: str) -> None:
             points = [(r["kimg"], r[key]) for r in records if key in r]
             if points:
                 ax.plot(*zip(*points, strict=True), label=key)
-        ax.set_title(title)
+        ax.set_title(title.format(n=eval_samples))
         ax.set_xlabel("kimg")
         ax.legend()
         ax.grid(alpha=0.3)
@@ -107,7 +109,7 @@ def write(out_dir: str, gan, config, manifest: dict, metrics: dict, job_dir: str
         storage.download_file(path, os.path.join(out_dir, "progress", name))
         progress_images.append(name)
     records = _read_metrics(job_dir)
-    plot_curves(records, os.path.join(out_dir, "curves.png"))
+    plot_curves(records, os.path.join(out_dir, "curves.png"), config.eval_samples)
     settings = "\n".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
         for k, v in dataclasses.asdict(config).items()
@@ -118,17 +120,23 @@ def write(out_dir: str, gan, config, manifest: dict, metrics: dict, job_dir: str
         for n in sorted(progress_images)
     )
     row_note = "rows are the digits 0–9" if config.conditional else "unconditional samples"
+    kind = "class-conditional" if config.conditional else "unconditional"
+    digits = ",".join(str(d) for d in manifest["digits"])
+    model_name = (
+        f"{kind} {config.architecture} GAN, {config.loss} loss, width {config.model_width}, "
+        f"on MNIST digits {digits}"
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>GAN gallery: {html.escape(config.architecture)} / {html.escape(config.loss)}, step {metrics["step"]}</title>
+<title>GAN gallery: {html.escape(model_name)}, step {metrics["step"]}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-img {{ image-rendering: pixelated; }}
+img {{ image-rendering: pixelated; max-width: 100%; height: auto; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
 .strip {{ display: flex; flex-wrap: wrap; gap: 8px; }} figure {{ margin: 0; }}
 .strip img {{ width: 140px; }} figcaption {{ font-size: 12px; text-align: center; }}
 </style></head><body>
-<h1>{html.escape(config.architecture)} GAN, {html.escape(config.loss)} loss — step {metrics["step"]}</h1>
+<h1>{html.escape(model_name)} — step {metrics["step"]}</h1>
 <h2>Samples</h2><p>10×10 samples from fixed latents ({row_note}), {metrics["generator"]} generator.</p>
 <img src="samples.png" alt="final samples" width="504">
 <h2>Metrics</h2>

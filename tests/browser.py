@@ -35,10 +35,14 @@ class PageReport:
         self.errors: list[str] = []
         self.images: list[dict] = []
         self.screenshot: bytes = b""
+        self.text: str = ""
+        self.title: str = ""
+        self.scroll_width = self.viewport_width = 0
 
 
-def inspect_page(url: str, timeout: float = 60) -> PageReport:
-    """Open ``url``; return console/JS errors, every <img>'s natural size, and a screenshot."""
+def inspect_page(url: str, timeout: float = 60, width: int = 1300) -> PageReport:
+    """Open ``url`` ``width`` CSS pixels wide; return console/JS errors, every <img>'s natural
+    size, the page's text, title and scroll width, and a screenshot."""
     from websockets.sync.client import connect
 
     report = PageReport()
@@ -73,6 +77,13 @@ def inspect_page(url: str, timeout: float = 60) -> PageReport:
 
                 for domain in ("Page", "Runtime", "Log"):
                     call(f"{domain}.enable")
+                call(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=width,
+                    height=2400,
+                    deviceScaleFactor=1,
+                    mobile=False,
+                )
                 call("Page.navigate", url=url)
                 while True:
                     message = json.loads(ws.recv(timeout=timeout))
@@ -86,6 +97,16 @@ def inspect_page(url: str, timeout: float = 60) -> PageReport:
                     returnByValue=True,
                 )
                 report.images = json.loads(result["result"]["value"])
+                page_facts = call(
+                    "Runtime.evaluate",
+                    expression="JSON.stringify({text: document.body.innerText, "
+                    "title: document.title, scroll: document.documentElement.scrollWidth, "
+                    "viewport: window.innerWidth})",
+                    returnByValue=True,
+                )
+                facts = json.loads(page_facts["result"]["value"])
+                report.text, report.title = facts["text"], facts["title"]
+                report.scroll_width, report.viewport_width = facts["scroll"], facts["viewport"]
                 shot = call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
                 report.screenshot = base64.b64decode(shot["data"])
         finally:

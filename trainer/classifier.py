@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 
 import keras
 import numpy as np
@@ -82,6 +83,12 @@ def train(data_dir: str, manifest: dict, epochs: int = 3, seed: int = 0) -> Clas
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
+    started = time.monotonic()
+    print(
+        f"classifier: training the evaluation classifier on {len(train_split.labels)} images, "
+        f"{epochs} epochs (once per data set, then cached)",
+        flush=True,
+    )
     model.fit(
         train_split.images,
         train_split.labels,
@@ -89,9 +96,30 @@ def train(data_dir: str, manifest: dict, epochs: int = 3, seed: int = 0) -> Clas
         epochs=epochs,
         shuffle=True,
         verbose=0,
+        callbacks=[_EpochLine(epochs, started)],
     )
     _, accuracy = model.evaluate(test_split.images, test_split.labels, batch_size=1000, verbose=0)
+    print(
+        f"classifier: test accuracy {accuracy:.4f} after {time.monotonic() - started:.0f}s",
+        flush=True,
+    )
     return Classifier(model, float(accuracy))
+
+
+class _EpochLine(keras.callbacks.Callback):
+    """One progress line per epoch: the classifier takes about a minute on full MNIST."""
+
+    def __init__(self, epochs: int, started: float):
+        super().__init__()
+        self.epochs, self.started = epochs, started
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        accuracy = (logs or {}).get("accuracy", float("nan"))
+        print(
+            f"classifier: epoch {epoch + 1}/{self.epochs}  train accuracy {accuracy:.4f}  "
+            f"{time.monotonic() - self.started:.0f}s",
+            flush=True,
+        )
 
 
 def _accuracy_is_enforced(manifest: dict) -> bool:

@@ -172,7 +172,12 @@ def train(
             if step % config.sample_every == 0 or done:
                 reporter.samples(step, gan.sample(sample_z, sample_labels))
             if evaluate is not None and (step % config.eval_every == 0 or done):
-                last_metrics.update(reporter.log_eval(step, evaluate()))
+                reporter.eval_started(step, config.eval_samples)
+                evaluated = time.perf_counter()
+                scores = evaluate()
+                last_metrics.update(
+                    reporter.log_eval(step, scores, time.perf_counter() - evaluated)
+                )
             out_of_time = (
                 config.max_minutes > 0 and (time.monotonic() - started) > config.max_minutes * 60
             )

@@ -155,13 +155,18 @@ class Reporter:
         self._append(record)
         return record
 
-    def log_eval(self, step: int, metrics: dict[str, float]) -> dict:
+    def eval_started(self, step: int, num_samples: int) -> None:
+        if self.enabled:
+            print(f"eval {step:>7d}  scoring {num_samples} samples…", flush=True)
+
+    def log_eval(self, step: int, metrics: dict[str, float], seconds: float = 0.0) -> dict:
         """Evaluation results: one ``eval_*`` record in metrics.jsonl and TensorBoard."""
         record = {"step": step, "kimg": step * self.global_batch / 1000.0}
         record.update({f"eval_{k}": float(v) for k, v in metrics.items()})
+        record["eval_seconds"] = seconds
         if self.enabled:
             print(
-                f"eval {step:>7d}  FD {metrics['frechet_distance']:.3f}  "
+                f"eval {step:>7d}  {seconds:.0f}s  FD {metrics['frechet_distance']:.3f}  "
                 f"score {metrics['classifier_score']:.2f}  "
                 f"min class {metrics['min_class_share']:.3f}  "
                 f"precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}",

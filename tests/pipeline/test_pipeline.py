@@ -52,7 +52,7 @@ def pipeline_run(tmp_path_factory) -> str:
 
 
 # What a user may see by default: progress, a result, or an error; nothing else.
-PROGRESS = r"(step +\d+/\d+ .*|eval +\d+ .*)"
+PROGRESS = r"(step +\d+/\d+ .*|eval +\d+ .*|classifier: .*)"
 RESULT = r"(preprocessing|trainer|export|pipeline|promote|submit): .*"
 
 
@@ -160,6 +160,13 @@ def test_gallery_renders_in_headless_chromium(pipeline_run):
     assert {"samples.png", "curves.png", "interpolation.png"} <= sources
     assert any(src.startswith("progress/") for src in sources)
     assert all(image["complete"] and image["width"] > 0 for image in report.images), report.images
+    # Says what it shows: the model in the title, the numbers of metrics.json, no sideways scroll.
+    assert report.title.startswith("GAN gallery: class-conditional dcgan GAN, non_saturating loss")
+    assert report.viewport_width == 1300 and report.scroll_width <= report.viewport_width
+    with open(os.path.join(pipeline_run, "export", "metrics.json")) as f:
+        metrics = json.load(f)
+    for key in ("frechet_distance", "classifier_score", "precision", "recall"):
+        assert f"{metrics['model'][key]:.4f}" in report.text, key
     os.makedirs(ARTIFACTS_DIR, exist_ok=True)
     with open(os.path.join(ARTIFACTS_DIR, "gallery.png"), "wb") as f:
         f.write(report.screenshot)
