@@ -21,6 +21,7 @@ from trainer.loop import sample_inputs
 CURVES = (
     ("losses", ("d_loss", "g_loss")),
     ("discriminator outputs", ("d_real", "d_fake")),
+    ("gradient norms", ("d_grad_norm", "g_grad_norm")),
     ("Fréchet distance (eval, {n} samples)", ("eval_frechet_distance",)),
     ("classifier score (eval, {n} samples)", ("eval_classifier_score",)),
 )

@@ -13,7 +13,6 @@ anything else to Beam as a pipeline option.
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import time
@@ -23,13 +22,13 @@ from absl import app, flags
 
 from common import cli, storage
 from common.cli import UserError
-from trainer import presets
-from trainer.config import TrainConfig
+from trainer import presets, settings
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Root of data/, job/, export/ (local or gs://).")
 
-TRAINER_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "job_dir"}
+# Names only: trainer/settings.py imports no TensorFlow, so routing flags costs none.
+TRAINER_FLAGS = set(settings.NAMES) - {"data_dir", "job_dir"}
 
 
 class PipelineError(UserError, RuntimeError):
@@ -121,7 +120,26 @@ def main(argv: Sequence[str]) -> None:
     print(f"pipeline: done in {total:.0f}s ({parts}); open {gallery}")
 
 
+HELP_FLAGS = {"-h", "-?", "--help", "--helpshort", "--helpfull"}
+STAGES = ("preprocessing.run", "trainer.task")  # the stages whose flags pipeline.run routes
+
+
+def print_help() -> None:
+    """This command's flags, then every stage's own: they all pass through ``pipeline.run``."""
+    print(__doc__.strip() + "\n")
+    print(FLAGS.module_help(sys.modules[__name__]) or "  --output_dir: " + FLAGS["output_dir"].help)
+    for module in STAGES:
+        print(f"\nFlags of the {module} stage (pass them to pipeline.run):")
+        proc = subprocess.run(
+            [sys.executable, "-m", module, "--helpshort"], capture_output=True, text=True
+        )
+        print(proc.stdout.split("\n", 1)[-1].rstrip())
+
+
 if __name__ == "__main__":
+    if HELP_FLAGS & set(sys.argv[1:]):
+        print_help()
+        sys.exit(0)
     app.run(
         cli.guarded("pipeline", main), flags_parser=cli.flags_parser("pipeline", known_only=True)
     )

@@ -1,4 +1,4 @@
-"""The trainer's configuration: one frozen dataclass, validated once, used everywhere.
+"""The trainer's configuration: the settings (``settings.py``) resolved and validated once.
 
 ``task.py`` turns absl flags into a ``TrainConfig``; nothing below it reads flags.
 """
@@ -10,66 +10,11 @@ from collections.abc import Collection, Mapping
 
 from common.cli import UserError
 from trainer import losses, models, presets
+from trainer.settings import TrainConfig
 
 
 class ConfigError(UserError, ValueError):
     """A bad flag value or combination; the message is the one line the user sees."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    data_dir: str
-    job_dir: str
-    preset: str = presets.TUTORIAL  # recorded; its values are already applied to the fields
-    architecture: str = "dcgan"
-    loss: str = "non_saturating"
-    label_smoothing: float = 0.0
-    training_ratio: int = 1
-    g_learning_rate: float = 2e-4
-    d_learning_rate: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    spectral_norm: bool = False
-    conditional: bool = False
-    latent_dim: int = 100
-    model_width: int = 64
-    d_dropout: float | None = None
-    batch_size: int = 128
-    train_steps: int = 5000
-    max_minutes: float = 0.0
-    seed: int = 0
-    ema_decay: float = 0.999
-    mixed_precision: str = "none"  # "auto" is resolved per device when training starts
-    strategy: str = "auto"
-    tpu: str = ""
-    cpu_replicas: int = 0
-    deterministic: bool = False
-    xla: bool = False  # XLA-compile the per-replica step (measure first: see benchmarks/)
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 100
-    sample_every: int = 500
-    steps_per_call: int = 10
-    checkpoint_dir: str = ""  # default: job_dir/checkpoints (Vertex: AIP_CHECKPOINT_DIR)
-    tensorboard_dir: str = ""  # default: job_dir/logs (Vertex: AIP_TENSORBOARD_LOG_DIR)
-    scratch_dir: str = ""  # local working copy for gs:// targets; default: a temp dir per job
-    eval_every: int = 0  # 0: no evaluation during training
-    eval_samples: int = 10_000
-    classifier_dir: str = ""  # cache of evaluation classifiers; default: a temp dir
-    allow_data_change: bool = False  # resume a checkpoint on data other than it was trained on
-
-    @property
-    def gan_loss(self) -> losses.GanLoss:
-        return losses.LOSSES[self.loss]
-
-    def model_spec(self, num_classes: int) -> models.ModelSpec:
-        return models.ModelSpec(
-            latent_dim=self.latent_dim,
-            num_classes=num_classes if self.conditional else 0,
-            spectral_norm=self.spectral_norm,
-            width=self.model_width,
-            dropout=self.d_dropout,
-        )
 
 
 def resolve(
@@ -166,10 +111,15 @@ def auto_mixed_precision(device: str, cpu_flags: str = "") -> str:
     return "bf16" if ("avx512_bf16" in cpu_flags or "amx_bf16" in cpu_flags) else "none"
 
 
+def _choices(name: str) -> tuple[str, ...]:
+    return next(f for f in dataclasses.fields(TrainConfig) if f.name == name).metadata["choices"]
+
+
 MIXED_PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 AUTO = "auto"
-MIXED_PRECISION_CHOICES = (AUTO, *MIXED_PRECISION_POLICIES)
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+MIXED_PRECISION_CHOICES = _choices("mixed_precision")
+STRATEGIES = _choices("strategy")
+assert set(MIXED_PRECISION_CHOICES) == {AUTO, *MIXED_PRECISION_POLICIES}
 
 
 def _check(condition: bool, message: str) -> None:

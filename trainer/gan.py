@@ -20,7 +20,10 @@ import tensorflow as tf
 from trainer import losses, models
 from trainer.config import TrainConfig
 
-METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_penalty")
+METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_penalty", "d_grad_norm", "g_grad_norm")
+# Not per-example means: the L2 norm of each replica's gradient, summed over replicas (the exact
+# global norm on one replica; an upper bound on several, where gradients add before the update).
+GRADIENT_NORMS = ("d_grad_norm", "g_grad_norm")
 SUBSTEP_LOSSES = "substep_d_losses"
 NOISE_STREAM, ALPHA_STREAM = 0x6E6F697365, 0x616C706861  # distinct stateless RNG streams
 
@@ -142,10 +145,17 @@ class Gan:
     def _average(self, per_example: tf.Tensor) -> tf.Tensor:
         return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
 
-    def _apply(self, optimizer, tape, loss, variables) -> None:
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+    def _apply(self, optimizer, tape, loss, variables) -> tf.Tensor:
+        """One update; returns the gradient's L2 norm (unscaled when loss scaling is on)."""
+        scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        if scaled:
             loss = optimizer.scale_loss(loss)
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        gradients = tape.gradient(loss, variables)
+        norm = tf.linalg.global_norm([tf.cast(g, tf.float32) for g in gradients])
+        if scaled:
+            norm = norm / tf.cast(optimizer.dynamic_scale, tf.float32)
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return norm
 
     def _discriminator_only_step(self, real, labels, step, substep) -> tf.Tensor:
         z = self._stateless(NOISE_STREAM, step, substep, (self.spec.latent_dim,))
@@ -165,13 +175,16 @@ class Gan:
             )
             g_per_example = self.loss.generator(fake_logits)
             g_loss = self._average(g_per_example)
-        self._apply(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_variables)
-        self._apply(self.g_optimizer, g_tape, g_loss, self.generator.trainable_variables)
+        d_norm = self._apply(
+            self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_variables
+        )
+        g_norm = self._apply(self.g_optimizer, g_tape, g_loss, self.generator.trainable_variables)
         metrics["g_loss"] = g_per_example
         # Per-replica sums scaled by the global batch: a SUM over replicas is the global mean.
-        return {
+        means = {
             k: tf.reduce_sum(tf.cast(v, tf.float32)) / self.global_batch for k, v in metrics.items()
         }
+        return {**means, "d_grad_norm": d_norm, "g_grad_norm": g_norm}
 
     def _replica_step(self, images: tf.Tensor, labels: tf.Tensor, step: tf.Tensor) -> dict:
         b = self.per_replica_batch

@@ -149,7 +149,8 @@ class Reporter:
             f"img/s {images_per_s:7.0f}  maint {maintenance_seconds:5.1f}s  "
             f"left {duration(left)}  "
             f"d_loss {record['d_loss']:.4f}  g_loss {record['g_loss']:.4f}  "
-            f"D(x) {record['d_real']:.3f}  D(G(z)) {record['d_fake']:.3f}",
+            f"D(x) {record['d_real']:.3f}  D(G(z)) {record['d_fake']:.3f}  "
+            f"|grad D| {record['d_grad_norm']:.3g}  |grad G| {record['g_grad_norm']:.3g}",
             flush=True,
         )
         self._append(record)

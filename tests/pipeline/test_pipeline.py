@@ -332,3 +332,10 @@ def test_secrets_in_pass_through_options_are_masked_in_the_log():
     for secret in ("projects/p/keys/k", "hunter2", "abc", "xyz"):
         assert secret not in shown
     assert "--runner=DirectRunner" in shown and "--hdfs_password=***" in shown
+
+
+def test_pipeline_help_lists_the_flags_of_every_stage():
+    proc = helpers.run_module("pipeline.run", "--help")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for flag in ("--output_dir", "--source", "--num_shards", "--architecture", "--preset"):
+        assert f"  {flag}:" in proc.stdout, flag

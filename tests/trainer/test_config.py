@@ -88,3 +88,50 @@ def test_every_preset_is_a_valid_configuration():
     for name, values in presets.PRESETS.items():
         assert set(values) <= {f.name for f in dataclasses.fields(config_lib.TrainConfig)}, name
         config_lib.resolve(flag_values(preset=name))
+
+
+def test_the_trainer_flags_are_generated_from_the_settings():
+    """Names, defaults, types and help of every flag are the dataclass fields', none retyped."""
+    import json
+    import subprocess
+    import sys
+
+    from tests import helpers
+    from trainer import settings
+
+    code = (
+        "import json\n"
+        "from trainer import task\n"
+        "print(json.dumps({n: [task.FLAGS[n].default, task.FLAGS[n].flag_type(), "
+        "task.FLAGS[n].help] for n in task.CONFIG_FIELDS}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=helpers.REPO_ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    generated = json.loads(proc.stdout.strip().splitlines()[-1])
+    fields = {f.name: f for f in dataclasses.fields(config_lib.TrainConfig)}
+    assert list(generated) == list(fields) == list(settings.NAMES)
+    kinds = {"bool": "bool", "int": "int", "float": "float", "str": "string"}
+    for name, (default, flag_type, help_text) in generated.items():
+        field = fields[name]
+        assert default == field.default, name
+        assert field.metadata["help"] in help_text, name
+        kind = next(k for k in ("bool", "int", "float", "str") if k in str(field.type))
+        expected = kinds[kind]
+        if field.metadata.get("choices") or field.metadata.get("registry"):
+            expected = "string enum"
+        assert flag_type == expected, (name, flag_type)
+
+
+def test_routing_flags_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    from tests import helpers
+
+    code = "import sys, pipeline.run\nprint('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=helpers.REPO_ROOT, capture_output=True, text=True
+    )
+    assert proc.stdout.split() == ["False", "False"], proc.stderr[-2000:]

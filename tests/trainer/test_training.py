@@ -41,6 +41,8 @@ def test_every_architecture_and_loss_trains_with_finite_losses(
     assert result.step == 3 and result.stopped_by == "steps"
     for key in ("d_loss", "g_loss", "d_real", "d_fake"):
         assert math.isfinite(result.last_metrics[key]), (key, result.last_metrics)
+    for key in ("d_grad_norm", "g_grad_norm"):  # logged beside the losses (and to TensorBoard)
+        assert 0 < result.last_metrics[key] < math.inf, (key, result.last_metrics)
     if losses.LOSSES[loss].gradient_penalty:
         assert result.last_metrics["grad_penalty"] > 0
     assert os.path.exists(os.path.join(tmp_path, "checkpoints", "ckpt-3.index"))

@@ -1,0 +1,110 @@
+"""Every trainer setting, written once: name, type, default and help text.
+
+``trainer/task.py`` generates its absl flags from these fields (``--help``, ``--flagfile`` and
+``flags.txt`` stay absl's); ``trainer/config.py`` validates and resolves them; ``pipeline.run``
+reads the names to route flags. No TensorFlow import here, so launchers that only need the names
+do not pay for one. Choices that come from registries (architectures, losses) are filled in by
+``task.py``, which imports them anyway.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from trainer import presets
+
+
+def setting(default, help: str, **metadata):
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    data_dir: str = setting(None, "Preprocessed data: TFRecords + manifest.json (local or gs://).")
+    job_dir: str = setting(None, "Checkpoints, logs, samples, metrics (local or gs://).")
+    preset: str = setting(
+        presets.TUTORIAL,
+        "Named configuration; flags given explicitly win over it. " + presets.describe(),
+        choices=tuple(sorted(presets.PRESETS)),
+    )
+    architecture: str = setting("dcgan", "Generator and discriminator networks.", registry=True)
+    loss: str = setting("non_saturating", "The adversarial loss.", registry=True)
+    label_smoothing: float = setting(0.0, "One-sided: real targets become 1 - this.")
+    training_ratio: int = setting(1, "Discriminator updates per generator update.")
+    g_learning_rate: float = setting(2e-4, "Generator Adam learning rate.")
+    d_learning_rate: float = setting(2e-4, "Discriminator Adam learning rate.")
+    beta1: float = setting(0.5, "Adam beta_1 of both optimizers (DCGAN: 0.5).")
+    beta2: float = setting(0.999, "Adam beta_2 of both optimizers.")
+    spectral_norm: bool = setting(False, "Spectral normalization on D.")
+    conditional: bool = setting(False, "Class-conditional G and D.")
+    latent_dim: int = setting(100, "Size of the latent vector z.")
+    model_width: int = setting(64, "Channels of the first conv block (units scale along).")
+    d_dropout: float | None = setting(
+        None, "Discriminator dropout rate; unset: the architecture's own (0.3 for dense and dcgan)."
+    )
+    batch_size: int = setting(128, "Global batch, split over replicas.")
+    train_steps: int = setting(5000, "Generator updates to train for.")
+    max_minutes: float = setting(0.0, "Stop (with a checkpoint) after this long; 0: no limit.")
+    seed: int = setting(0, "Seeds weights, data order, noise and dropout.")
+    ema_decay: float = setting(0.999, "EMA of G weights used for samples and export; 0: off.")
+    mixed_precision: str = setting(
+        "none",
+        "bf16 on CPU/TPU, fp16 (with loss scaling) on GPU; auto: bf16 on TPUs and CPUs with "
+        "AVX512-BF16/AMX, fp16 on GPUs, none (fp32) elsewhere.",
+        choices=("auto", "none", "bf16", "fp16"),
+    )
+    strategy: str = setting(
+        "auto",
+        "auto: TPU if resolvable, Mirrored for >1 GPU, else default.",
+        choices=("auto", "default", "mirrored", "multi_worker", "tpu"),
+    )
+    tpu: str = setting("", "TPU name or address, for --strategy=tpu.")
+    cpu_replicas: int = setting(
+        0, "With --strategy=mirrored: split the CPU into this many logical devices (testing)."
+    )
+    deterministic: bool = setting(
+        False, "TF op determinism: bitwise-reproducible runs and resumes, at some speed cost."
+    )
+    xla: bool = setting(False, "XLA-compile the train step (faster only where measured so).")
+    checkpoint_every: int = setting(500, "Steps between checkpoints.")
+    keep_checkpoints: int = setting(3, "Checkpoints to keep.")
+    log_every: int = setting(100, "Steps between progress reports.")
+    sample_every: int = setting(500, "Steps between sample grids.")
+    steps_per_call: int = setting(10, "Steps per tf.function call (less Python).")
+    checkpoint_dir: str = setting(
+        "", "Checkpoints (default: JOB_DIR/checkpoints; Vertex: AIP_CHECKPOINT_DIR)."
+    )
+    tensorboard_dir: str = setting(
+        "", "TensorBoard logs (default: JOB_DIR/logs; Vertex: AIP_TENSORBOARD_LOG_DIR)."
+    )
+    scratch_dir: str = setting(
+        "", "Local working copy of gs:// outputs (default: a private temp dir per job)."
+    )
+    eval_every: int = setting(0, "Steps between evaluations (FD, scores); 0: off.")
+    eval_samples: int = setting(10_000, "Samples per evaluation.")
+    classifier_dir: str = setting(
+        "", "Cache of evaluation classifiers (default: a private temp dir; local or gs://)."
+    )
+    allow_data_change: bool = setting(
+        False, "Resume a checkpoint against a data set other than the one it was trained on."
+    )
+
+    @property
+    def gan_loss(self):
+        from trainer import losses
+
+        return losses.LOSSES[self.loss]
+
+    def model_spec(self, num_classes: int):
+        from trainer import models
+
+        return models.ModelSpec(
+            latent_dim=self.latent_dim,
+            num_classes=num_classes if self.conditional else 0,
+            spectral_norm=self.spectral_norm,
+            width=self.model_width,
+            dropout=self.d_dropout,
+        )
+
+
+NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
