@@ -15,6 +15,7 @@ tests import the modules, and not with ``--verbosity``/``-v`` on the command lin
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import sys
@@ -71,10 +72,12 @@ def install() -> None:
     os.close(write_end)
 
     def pump() -> None:
+        # Never stops reading while the process runs: a writer to a full pipe would block.
         with os.fdopen(read_end, "rb") as lines:
             for line in lines:
                 if not is_noise(line):
-                    os.write(real, line)
+                    with contextlib.suppress(OSError):  # the reader of stderr went away
+                        os.write(real, line)
 
     thread = threading.Thread(target=pump, name="native-log-filter", daemon=True)
     thread.start()
