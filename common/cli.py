@@ -33,6 +33,13 @@ class UserError(Exception):
     """A user-facing error; its message is the one line the user sees."""
 
 
+def one_line(error: BaseException) -> str:
+    """``TypeName: first line of the message``, at most 300 characters: a library's error
+    (Google API, TensorFlow) made fit for a one-line report."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+
+
 def fail(prog: str, message: object) -> None:
     lines = str(message).strip().splitlines() or [""]
     print(f"{prog}: error: {lines[0]}", file=sys.stderr, flush=True)

@@ -46,6 +46,11 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
+def listed_files(manifest: dict) -> set[str]:
+    """Every shard file name a manifest lists, over all splits."""
+    return {f for split in manifest.get("splits", {}).values() for f in split.get("files", [])}
+
+
 def fingerprint(header: dict) -> str:
     fields = {key: header[key] for key in FINGERPRINTED}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()

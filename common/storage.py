@@ -20,7 +20,7 @@ import shutil
 import stat
 from collections.abc import Iterator
 
-from common.cli import UserError
+from common.cli import UserError, one_line
 
 GCS_SCHEME = "gs://"
 # How long transient GCS errors (429, 5xx, connection resets) are retried with exponential
@@ -47,6 +47,16 @@ def safe_relative(rel: str, root: str) -> str:
     if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise StorageError(f"{root}: refusing the unsafe name {rel!r} (it leaves its directory)")
     return rel
+
+
+def overlaps(a: str, b: str) -> bool:
+    """True if one of two directories (local or gs://) is the other or lies inside it."""
+
+    def normal(path: str) -> str:
+        return (path if is_gcs(path) else os.path.realpath(path)).rstrip("/") + "/"
+
+    first, second = normal(a), normal(b)
+    return first.startswith(second) or second.startswith(first)
 
 
 def private_dir(path: str) -> str:
@@ -106,11 +116,6 @@ def _blob(path: str):
     return _client().bucket(bucket).blob(name)
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
-
-
 def _gcs_call(path: str, operation: str, fn, *args, **kwargs):
     """Run one GCS operation with the retry policy; map failures to one-line errors."""
     from google.api_core import exceptions as gexc
@@ -124,7 +129,7 @@ def _gcs_call(path: str, operation: str, fn, *args, **kwargs):
         raise StorageError(f"{bucket}: permission denied to {operation} {path}") from e
     except Exception as e:
         raise StorageError(
-            f"{bucket}: {operation} {path} failed after retries ({_one_line(e)})"
+            f"{bucket}: {operation} {path} failed after retries ({one_line(e)})"
         ) from e
 
 

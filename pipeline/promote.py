@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 
@@ -138,12 +137,7 @@ def check_paths(candidate_dir: str, promoted_dir: str) -> None:
             f"--promoted={promoted_dir}: a bucket or filesystem root; give the gate a prefix "
             "of its own, e.g. gs://BUCKET/models/gan"
         )
-
-    def normal(path: str) -> str:
-        return (path if storage.is_gcs(path) else os.path.abspath(path)).rstrip("/") + "/"
-
-    a, b = normal(candidate_dir), normal(promoted_dir)
-    if a.startswith(b) or b.startswith(a):
+    if storage.overlaps(candidate_dir, promoted_dir):
         raise GateError(f"--candidate={candidate_dir} and --promoted={promoted_dir} overlap")
 
 
@@ -258,8 +252,7 @@ def main(argv: Sequence[str]) -> None:
     except UserError:
         raise
     except Exception as e:  # the gate's contract is exit 2 on any error: the build reads it
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        raise GateError(f"{type(e).__name__}: {first}") from e
+        raise GateError(cli.one_line(e)) from e
     print(f"promote: {decision['decision']}: {'; '.join(decision['reasons'])}")
     sys.exit(EXIT_PROMOTED if promoted else EXIT_KEPT)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from common.cli import UserError
+from common.cli import UserError, one_line
 
 MODEL_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/models/([a-z][a-z0-9_-]{0,62})$")
 DEFAULT_ALIAS = "default"
@@ -150,6 +150,5 @@ class Uploader:
             evaluation.parent = f"{uploaded.model}@{uploaded.model_version_id}"
             client.import_model_evaluation(request=evaluation)
         except exceptions.GoogleAPIError as e:
-            first = (str(e).strip().splitlines() or [""])[0][:300]
-            raise RegistryError(f"{self.model_name}: {type(e).__name__}: {first}") from e
+            raise RegistryError(f"{self.model_name}: {one_line(e)}") from e
         return uploaded.model_version_id

@@ -279,8 +279,7 @@ def main(argv: Sequence[str]) -> None:
         except SubmitError:
             raise
         except Exception as e:
-            first = (str(e).strip().splitlines() or [""])[0][:300]
-            raise SubmitError(f"Vertex AI ({target.region}): {type(e).__name__}: {first}") from e
+            raise SubmitError(f"Vertex AI ({target.region}): {cli.one_line(e)}") from e
         print(f"submit: outputs in {target.run_dir}")
         return
     raise SubmitError(f"command {command!r}: use 'preprocess' or 'train'")

@@ -104,7 +104,7 @@ def existing_output(output_dir: str, fingerprint: str) -> bool:
             "choose another --output_dir"
         )
     present = {p.rsplit("/", 1)[-1] for p in storage.list_files(output_dir)}
-    listed = {f for split in manifest.get("splits", {}).values() for f in split.get("files", [])}
+    listed = schema.listed_files(manifest)
     if listed - present:
         logging.warning("%s: shards missing; writing the data set again", output_dir)
         return False
@@ -124,7 +124,7 @@ def _listed(output_dir: str, name: str) -> set[str]:
     try:
         record = json.loads(storage.read_text(path))
         if name == schema.MANIFEST_NAME:
-            return {f for split in record["splits"].values() for f in split["files"]}
+            return schema.listed_files(record)
         return set(record["files"])
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise PreprocessError(f"{path}: unreadable ({type(e).__name__}); not ours to reuse") from e
@@ -147,13 +147,6 @@ def claim_output(output_dir: str, fingerprint: str, planned: list[str]) -> set[s
     record = {"fingerprint": fingerprint, "files": sorted(owned | set(planned))}
     storage.write_text(storage.join(output_dir, IN_PROGRESS), json.dumps(record, indent=2))
     return (owned - set(planned)) & present
-
-
-def _overlap(a: str, b: str) -> bool:
-    def normal(path: str) -> str:
-        return (path if storage.is_gcs(path) else os.path.realpath(path)).rstrip("/") + "/"
-
-    return normal(a).startswith(normal(b)) or normal(b).startswith(normal(a))
 
 
 def split_beam_args(argv: Sequence[str]) -> list[str]:
@@ -188,7 +181,7 @@ def run(argv: Sequence[str]) -> str | None:
     for path in (output_dir, source_dir):
         if path != sources.TFDS_SOURCE:
             storage.check_bucket(path)
-    if source_dir != sources.TFDS_SOURCE and _overlap(source_dir, output_dir):
+    if source_dir != sources.TFDS_SOURCE and storage.overlaps(source_dir, output_dir):
         raise PreprocessError(
             f"--output_dir={output_dir} overlaps --source={source_dir}; the output must be a "
             "directory of its own"

@@ -45,7 +45,7 @@ def read_manifest(data_dir: str) -> dict:
     except schema.ManifestError as e:
         raise DataError(str(e)) from e
     present = {name.rsplit("/", 1)[-1] for name in storage.list_files(data_dir)}
-    listed = sorted(f for split in manifest["splits"].values() for f in split["files"])
+    listed = sorted(schema.listed_files(manifest))
     missing = [name for name in listed if name not in present]
     if missing:
         raise DataError(

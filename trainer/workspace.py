@@ -27,7 +27,11 @@ def default_scratch(job_dir: str) -> str:
 
 class Workspace:
     def __init__(self, config: TrainConfig, worker_id: int = 0):
-        scratch = storage.private_dir(config.scratch_dir or default_scratch(config.job_dir))
+        scratch = (
+            storage.private_dir(config.scratch_dir)
+            if config.scratch_dir
+            else default_scratch(config.job_dir)  # already private
+        )
         if worker_id:
             scratch = os.path.join(scratch, f"worker-{worker_id}")
         self.data_dir = config.data_dir
