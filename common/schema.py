@@ -1,10 +1,12 @@
-"""The contract between preprocessing and training: the Example schema and the data manifest.
+"""The contract between preprocessing and training: the Example schema, the manifest, DataSpec.
 
-Both sides import this module, so the record layout lives in exactly one place.
+Both sides import this module, so the record layout lives in exactly one place, and the data's
+shape and classes travel in the manifest (read into a ``DataSpec``), never in constants.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -14,16 +16,13 @@ import numpy as np
 
 from common.cli import UserError
 
-SCHEMA_VERSION = 1
-IMAGE_HEIGHT = IMAGE_WIDTH = 28
-IMAGE_SIZE = IMAGE_HEIGHT * IMAGE_WIDTH
-IMAGE_SHAPE = (IMAGE_HEIGHT, IMAGE_WIDTH, 1)
-NUM_CLASSES = 10
+SCHEMA_VERSION = 2
 VALUE_RANGE = (-1.0, 1.0)
 MANIFEST_NAME = "manifest.json"
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
 COMPRESSION_SUFFIX = {"gzip": ".tfrecord.gz", "none": ".tfrecord"}
+MAX_CLASSES = 100_000
 
 
 class ManifestError(UserError, ValueError):
@@ -33,17 +32,74 @@ class ManifestError(UserError, ValueError):
 # What defines a data set: the manifest's fingerprint is the sha256 of exactly these fields.
 FINGERPRINTED = (
     "schema_version",
+    "name",
     "image_shape",
     "value_range",
     "normalization",
     "features",
     "compression",
-    "num_shards",
-    "digits",
+    "class_names",
+    "kept_classes",
+    "stacked_mnist",
+    "preprocess",
     "source_sha256",
 )
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What every stage after preprocessing needs to know of the data: read from the manifest.
+
+    Labels are ``0 .. num_classes - 1``, indexing ``class_names``; an unlabelled data set has no
+    class names and stores label 0. ``kept`` are the classes the data set holds (a subset when
+    preprocessing kept only some, e.g. one digit).
+    """
+
+    name: str
+    height: int
+    width: int
+    channels: int
+    class_names: tuple[str, ...] = ()
+    kept: tuple[int, ...] = ()
+    stacked_mnist: bool = False  # three MNIST digits as colour channels: 1,000 modes
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+    @property
+    def image_size(self) -> int:
+        return self.height * self.width * self.channels
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.class_names)
+
+    def describe(self) -> str:
+        """``mnist (28×28×1, 10 classes)``: for model cards, galleries and progress lines."""
+        classes = f"{self.num_classes} classes" if self.labelled else "unlabelled"
+        if self.labelled and len(self.kept) < self.num_classes:
+            classes += f", kept {', '.join(self.class_names[k] for k in self.kept)}"
+        return f"{self.name} ({self.height}×{self.width}×{self.channels}, {classes})"
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> DataSpec:
+        height, width, channels = manifest["image_shape"]
+        return cls(
+            name=manifest["name"],
+            height=height,
+            width=width,
+            channels=channels,
+            class_names=tuple(manifest["class_names"]),
+            kept=tuple(manifest["kept_classes"]),
+            stacked_mnist=bool(manifest["stacked_mnist"]),
+        )
 
 
 def listed_files(manifest: dict) -> set[str]:
@@ -67,11 +123,11 @@ def denormalize(images: np.ndarray) -> np.ndarray:
 
 
 def encode_example(image: np.ndarray, label: int) -> bytes:
-    """One serialized ``tf.train.Example{image: float[784], label: int64}``."""
+    """One serialized ``tf.train.Example{image: float[H·W·C] row-major, label: int64}``."""
     import tensorflow as tf
 
     feature = {
-        IMAGE_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=image.tolist())),
+        IMAGE_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=image.ravel().tolist())),
         LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
     }
     example = tf.train.Example(features=tf.train.Features(feature=feature))
@@ -80,13 +136,21 @@ def encode_example(image: np.ndarray, label: int) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
-def feature_spec() -> dict:
+def feature_spec(spec: DataSpec) -> dict:
     import tensorflow as tf
 
     return {
-        IMAGE_KEY: tf.io.FixedLenFeature([IMAGE_SIZE], tf.float32),
+        IMAGE_KEY: tf.io.FixedLenFeature([spec.image_size], tf.float32),
         LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
     }
+
+
+def _positive_ints(value: Any, length: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == length
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    )
 
 
 def validate_manifest(manifest: Any, where: str) -> dict:
@@ -94,26 +158,40 @@ def validate_manifest(manifest: Any, where: str) -> dict:
     if not isinstance(manifest, dict):
         raise ManifestError(f"{where}: manifest is not a JSON object")
     version = manifest.get("schema_version")
+    if version == 1:
+        raise ManifestError(
+            f"{where}: schema_version 1 (28×28 MNIST only); this code reads version "
+            f"{SCHEMA_VERSION}: run preprocessing.run again with --source={manifest.get('source')} "
+            "and a new --output_dir to re-make it"
+        )
     if version != SCHEMA_VERSION:
         raise ManifestError(
             f"{where}: schema_version {version!r}, this code reads version {SCHEMA_VERSION}"
         )
-    if list(manifest.get("image_shape", [])) != list(IMAGE_SHAPE):
-        raise ManifestError(
-            f"{where}: image_shape {manifest.get('image_shape')!r}, expected {list(IMAGE_SHAPE)}"
-        )
     missing = [key for key in (*FINGERPRINTED, "fingerprint", "splits") if key not in manifest]
     if missing:
         raise ManifestError(f"{where}: lacks {', '.join(missing)}; not a manifest of this schema")
+    if not _positive_ints(manifest["image_shape"], 3) or manifest["image_shape"][2] not in (1, 3):
+        raise ManifestError(
+            f"{where}: image_shape {manifest['image_shape']!r} is not [height, width, 1 or 3]"
+        )
     if manifest["compression"] not in COMPRESSION_SUFFIX:
         raise ManifestError(f"{where}: unknown compression {manifest['compression']!r}")
-    digits = manifest["digits"]
+    names, kept = manifest["class_names"], manifest["kept_classes"]
     if (
-        not isinstance(digits, list)
-        or not digits
-        or any(not isinstance(d, int) or not 0 <= d < NUM_CLASSES for d in digits)
+        not isinstance(names, list)
+        or len(names) > MAX_CLASSES
+        or any(not isinstance(n, str) or not n for n in names)
     ):
-        raise ManifestError(f"{where}: digits {digits!r} is not a list of classes 0-9")
+        raise ManifestError(f"{where}: class_names is not a list of names")
+    if not isinstance(kept, list) or any(
+        not isinstance(k, int) or not 0 <= k < len(names) for k in kept
+    ):
+        raise ManifestError(
+            f"{where}: kept_classes {str(kept)[:80]} are not classes of class_names"
+        )
+    if names and not kept:
+        raise ManifestError(f"{where}: a labelled data set keeps no class")
     recorded = manifest["fingerprint"]
     if not isinstance(recorded, str) or not _HEX64.match(recorded):
         raise ManifestError(f"{where}: fingerprint {str(recorded)[:80]!r} is not a sha256")
@@ -126,23 +204,35 @@ def validate_manifest(manifest: Any, where: str) -> dict:
     if not isinstance(splits, dict) or not splits:
         raise ManifestError(f"{where}: no splits")
     for name, split in splits.items():
-        counts = split.get("class_counts")
-        if not isinstance(counts, list) or len(counts) != NUM_CLASSES:
-            raise ManifestError(f"{where}: split {name!r} class_counts is not a list of 10")
-        if sum(counts) != split.get("num_examples"):
-            raise ManifestError(
-                f"{where}: split {name!r} num_examples {split.get('num_examples')} "
-                f"!= sum(class_counts) {sum(counts)}"
-            )
-        if not split.get("files"):
-            raise ManifestError(f"{where}: split {name!r} lists no files")
-        for file_name in split["files"]:
-            if not isinstance(file_name, str) or not _PLAIN_NAME.match(file_name):
-                raise ManifestError(
-                    f"{where}: split {name!r} lists {str(file_name)[:80]!r}, not a plain file "
-                    "name in the data directory"
-                )
+        _validate_split(split, f"{where}: split {name!r}", len(names))
     return manifest
+
+
+def _validate_split(split: Any, where: str, num_classes: int) -> None:
+    if not isinstance(split, dict):
+        raise ManifestError(f"{where} is not an object")
+    counts = split.get("class_counts")
+    if not isinstance(counts, list) or len(counts) != num_classes:
+        raise ManifestError(f"{where}: class_counts is not a list of {num_classes}")
+    file_examples = split.get("file_examples")
+    if not isinstance(file_examples, dict) or sorted(file_examples) != sorted(
+        split.get("files") or []
+    ):
+        raise ManifestError(f"{where}: file_examples does not list exactly its files")
+    total = sum(file_examples.values())
+    if total != split.get("num_examples") or (counts and sum(counts) != total):
+        raise ManifestError(
+            f"{where}: num_examples {split.get('num_examples')} does not match its files' "
+            f"{total} examples and class counts"
+        )
+    if not split.get("files"):
+        raise ManifestError(f"{where}: lists no files")
+    for file_name in split["files"]:
+        if not isinstance(file_name, str) or not _PLAIN_NAME.match(file_name):
+            raise ManifestError(
+                f"{where}: lists {str(file_name)[:80]!r}, not a plain file name in the data "
+                "directory"
+            )
 
 
 def parse_manifest(text: str, where: str) -> dict:

@@ -223,18 +223,24 @@ def list_files(prefix_dir: str) -> list[str]:
 
 def list_tree(root: str) -> list[str]:
     """Every file below ``root`` (recursive), as sorted '/'-separated paths relative to it."""
+    return sorted(list_tree_sizes(root))
+
+
+def list_tree_sizes(root: str) -> dict[str, int]:
+    """Every file below ``root`` (recursive) → its size in bytes, from one listing."""
     if not is_gcs(root):
-        return (
-            sorted(rel.replace(os.sep, "/") for rel in walk_files(root))
-            if os.path.isdir(root)
-            else []
-        )
+        if not os.path.isdir(root):
+            return {}
+        return {
+            rel.replace(os.sep, "/"): os.path.getsize(os.path.join(root, rel))
+            for rel in walk_files(root)
+        }
     bucket, name = split_gcs(root)
     prefix = name.rstrip("/") + "/" if name else ""
     blobs = _gcs_call(
         root, "list", lambda retry: list(_client().list_blobs(bucket, prefix=prefix, retry=retry))
     )
-    return sorted(b.name[len(prefix) :] for b in blobs)
+    return {b.name[len(prefix) :]: int(b.size or 0) for b in blobs}
 
 
 def delete(path: str) -> None:

@@ -1,4 +1,17 @@
-"""Stage 1: MNIST (IDX files or tfds) → normalized, sharded TFRecords + manifest, on Apache Beam."""
+"""Stage 1: images (IDX, tfds, folders, Stacked MNIST) → normalized TFRecords + manifest (Beam)."""
 
 # The job's own flags (defined in preprocessing/run.py); pipeline.run routes these here.
-JOB_FLAGS = ("source", "digits", "num_shards", "compression", "tfds_data_dir")
+JOB_FLAGS = (
+    "source",
+    "classes",
+    "digits",
+    "num_shards",
+    "compression",
+    "tfds_data_dir",
+    "image_size",
+    "channels",
+    "max_bad_images",
+    "test_percent",
+    "stacked_mnist",
+    "stacked_examples",
+)

@@ -1,7 +1,8 @@
-r"""Preprocess MNIST into normalized, sharded TFRecords with a manifest (Apache Beam).
+r"""Preprocess images into normalized, sharded TFRecords with a manifest (Apache Beam).
 
     python -m preprocessing.run --source=data/mnist --output_dir=/tmp/run/data
-    python -m preprocessing.run --source=tfds --output_dir=gs://BUCKET/mnist \
+    python -m preprocessing.run --source=gs://B/faces --image_size=64 --output_dir=gs://B/faces64
+    python -m preprocessing.run --source=tfds:cifar10 --output_dir=gs://BUCKET/cifar10 \
         --runner=DataflowRunner --project=P --region=R --temp_location=gs://BUCKET/tmp \
         --setup_file=./setup.py
 
@@ -30,19 +31,64 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "source",
     BUNDLED_MNIST,
-    "A directory (local or gs://) holding the four MNIST IDX files, raw or .gz; or 'tfds' to "
-    "read MNIST through tensorflow-datasets. Defaults to the copy bundled with the project.",
+    "Where the images are (local or gs://): a directory of the four IDX files (MNIST, "
+    "Fashion-MNIST, … any size, raw or .gz); a folder of PNG/JPEG images, labelled by their "
+    "sub-folders or unlabelled when flat; or tfds:NAME[/CONFIG][:VERSION] for a "
+    "tensorflow-datasets data set ('tfds' alone is tfds:mnist). Defaults to the bundled MNIST.",
 )
 flags.DEFINE_string(
     "output_dir", None, "Where to write the TFRecords and manifest (local or gs://)."
 )
-flags.DEFINE_list("digits", [], "Keep only these classes, e.g. '0' or '0,3'. Empty keeps all ten.")
-flags.DEFINE_integer("num_shards", 4, "TFRecord files per split.", lower_bound=1)
+flags.DEFINE_list(
+    "classes",
+    [],
+    "Keep only these classes, by name or index, e.g. '0' or '0,3' (MNIST digits). Empty keeps all.",
+)
+flags.DEFINE_alias("digits", "classes")
+flags.DEFINE_integer(
+    "num_shards",
+    4,
+    "TFRecord files per split, at least; big splits get one more per 256 MB of records.",
+    lower_bound=1,
+)
 flags.DEFINE_enum("compression", "gzip", ["gzip", "none"], "TFRecord compression.")
 flags.DEFINE_string(
-    "tfds_data_dir",
-    None,
-    "tensorflow-datasets data_dir for --source=tfds (tfds's default if unset).",
+    "tfds_data_dir", None, "tensorflow-datasets data_dir for --source=tfds:… (tfds's default)."
+)
+flags.DEFINE_integer(
+    "image_size",
+    0,
+    "Resize every image so its shorter side is this many pixels, then crop the centre square. "
+    "0 keeps the source's size (then every image must have it).",
+    lower_bound=0,
+)
+flags.DEFINE_enum(
+    "channels", "auto", ["auto", "1", "3"], "1 (grey) or 3 (RGB); auto: the first image's."
+)
+flags.DEFINE_integer(
+    "max_bad_images",
+    0,
+    "Images that do not decode (or have the wrong size) are skipped and named in the manifest; "
+    "more than this many fail the job.",
+    lower_bound=0,
+)
+flags.DEFINE_integer(
+    "test_percent",
+    10,
+    "Image folders: the share of images (by path hash) held out as the test split.",
+    lower_bound=1,
+    upper_bound=50,
+)
+flags.DEFINE_bool(
+    "stacked_mnist",
+    False,
+    "Build Stacked MNIST from an IDX --source: three random digits as R, G, B (1,000 modes).",
+)
+flags.DEFINE_integer(
+    "stacked_examples",
+    128_000,
+    "Stacked MNIST training stacks (the test split gets a tenth).",
+    lower_bound=1,
 )
 flags.mark_flag_as_required("output_dir")
 assert set(JOB_FLAGS) | {"output_dir"} == {
@@ -57,34 +103,65 @@ class PreprocessError(UserError, ValueError):
     """A one-line, user-facing reason the job cannot run."""
 
 
-def parse_digits(values: Sequence[str]) -> list[int]:
-    try:
-        digits = sorted({int(v) for v in values}) if values else list(range(schema.NUM_CLASSES))
-    except ValueError as e:
-        raise PreprocessError(f"--digits={','.join(values)}: not a list of integers") from e
-    if any(not 0 <= d < schema.NUM_CLASSES for d in digits):
-        raise PreprocessError(f"--digits={','.join(values)}: digits must be in 0-9")
-    return digits
+def parse_classes(values: Sequence[str], class_names: Sequence[str]) -> list[int]:
+    """Class indices from names or indices; all classes when empty."""
+    if not class_names:
+        if values:
+            raise PreprocessError(f"--classes={','.join(values)}: the data set is unlabelled")
+        return []
+    if not values:
+        return list(range(len(class_names)))
+    index = {name: i for i, name in enumerate(class_names)}
+    kept = set()
+    for value in values:
+        if value in index:
+            kept.add(index[value])
+        elif value.isdigit() and int(value) < len(class_names):
+            kept.add(int(value))
+        else:
+            shown = ", ".join(class_names[:12]) + (", …" if len(class_names) > 12 else "")
+            raise PreprocessError(f"--classes={','.join(values)}: {value!r} is not one of {shown}")
+    return sorted(kept)
 
 
 def manifest_header(
-    source: str, checksums: dict[str, str], digits: list[int], num_shards: int, compression: str
+    location: str,
+    plan: sources.Plan,
+    shape: tuple[int, int, int],
+    kept: list[int],
+    num_shards: dict[str, int],
+    compression: str,
+    stacked_mnist: bool,
 ) -> dict:
     """Everything that defines the data set; its hash is the output's fingerprint."""
+    height, width, channels = shape
     header = {
         "schema_version": schema.SCHEMA_VERSION,
-        "image_shape": list(schema.IMAGE_SHAPE),
+        "name": plan.name,
+        "image_shape": list(shape),
         "value_range": list(schema.VALUE_RANGE),
         "normalization": "x / 127.5 - 1 of the uint8 pixel",
-        "features": {"image": "float_list[784], row-major 28x28", "label": "int64 in 0-9"},
+        "features": {
+            "image": f"float_list[{height * width * channels}], row-major "
+            f"{height}x{width}x{channels}",
+            "label": "int64, index into class_names" if plan.class_names else "int64, 0",
+        },
         "compression": compression,
-        "num_shards": num_shards,
-        "digits": digits,
-        "source_sha256": dict(sorted(checksums.items())),
+        "class_names": list(plan.class_names),
+        "kept_classes": kept,
+        "stacked_mnist": stacked_mnist,
+        "preprocess": {
+            "resize": "shorter side to image_size (bicubic), centre crop"
+            if shape[:2] != plan.native_shape[:2]
+            else "none",
+            "num_shards": num_shards,
+            **plan.details,
+        },
+        "source_sha256": dict(sorted(plan.checksums.items())),
     }
     assert set(header) == set(schema.FINGERPRINTED), "the fingerprint covers the whole header"
     header["fingerprint"] = schema.fingerprint(header)
-    header["source"] = source
+    header["source"] = location
     return header
 
 
@@ -167,6 +244,15 @@ def split_beam_args(argv: Sequence[str]) -> list[str]:
     return beam_args
 
 
+def data_shape(native: tuple[int, int, int]) -> tuple[tuple[int, int, int], bool]:
+    """The output shape from --image_size/--channels and the source's; and whether to resize."""
+    channels = native[2] if FLAGS.channels == "auto" else int(FLAGS.channels)
+    channels = 3 if channels == 4 else channels
+    if FLAGS.image_size:
+        return (FLAGS.image_size, FLAGS.image_size, channels), True
+    return (native[0], native[1], channels), False
+
+
 def run(argv: Sequence[str]) -> str | None:
     """Run the job; return the manifest path, or None when the output was already complete."""
     import apache_beam as beam
@@ -176,40 +262,49 @@ def run(argv: Sequence[str]) -> str | None:
 
     beam_args = split_beam_args(argv)
     output_dir = FLAGS.output_dir
-    digits = parse_digits(FLAGS.digits)
-    source_dir = FLAGS.source
-    for path in (output_dir, source_dir):
-        if path != sources.TFDS_SOURCE:
-            storage.check_bucket(path)
-    if source_dir != sources.TFDS_SOURCE and storage.overlaps(source_dir, output_dir):
-        raise PreprocessError(
-            f"--output_dir={output_dir} overlaps --source={source_dir}; the output must be a "
-            "directory of its own"
-        )
-    if FLAGS.source == sources.TFDS_SOURCE:
-        source_dir = sources.stage_tfds(
-            storage.join(output_dir, "_staging", "tfds-idx"), FLAGS.tfds_data_dir
-        )
-    files, counts, checksums = sources.validate_idx_dir(source_dir)
-    header = manifest_header(FLAGS.source, checksums, digits, FLAGS.num_shards, FLAGS.compression)
+    storage.check_bucket(output_dir)
+    source = sources.resolve(
+        FLAGS.source,
+        FLAGS.stacked_mnist,
+        FLAGS.stacked_examples,
+        FLAGS.test_percent,
+        FLAGS.tfds_data_dir,
+    )
+    for path in source.local_paths():
+        if storage.overlaps(path, output_dir):
+            raise PreprocessError(
+                f"--output_dir={output_dir} overlaps --source={path}; the output must be a "
+                "directory of its own"
+            )
+    plan = source.plan()
+    shape, resize = data_shape(plan.native_shape)
+    kept = parse_classes(FLAGS.classes, plan.class_names)
+    num_shards = {
+        split: transforms.shards_for(count, shape, FLAGS.num_shards)
+        for split, count in plan.counts.items()
+    }
+    header = manifest_header(
+        FLAGS.source, plan, shape, kept, num_shards, FLAGS.compression, FLAGS.stacked_mnist
+    )
     manifest_path = storage.join(output_dir, schema.MANIFEST_NAME)
     if existing_output(output_dir, header["fingerprint"]):
         print(f"preprocessing: {output_dir} already holds this data set; nothing to do")
         return None
+    layout = transforms.Layout(shape, resize, len(plan.class_names), tuple(kept), FLAGS.compression)
+    chunks = [chunk for split, n in num_shards.items() for chunk in source.chunks(split, n)]
     storage.makedirs(output_dir)
-    planned = transforms.planned_files(files, counts, FLAGS.num_shards, FLAGS.compression)
+    planned = sorted(chunk.file_name(layout.suffix) for chunk in chunks)
     stale = claim_output(output_dir, header["fingerprint"], planned)
+    print(
+        f"preprocessing: {plan.name} → {'x'.join(map(str, shape))}, "
+        f"{', '.join(f'{n} {split}' for split, n in plan.counts.items())} inputs in "
+        f"{len(chunks)} shards",
+        flush=True,
+    )
     try:
         with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
             transforms.build(
-                pipeline,
-                files,
-                counts,
-                output_dir,
-                header,
-                digits,
-                FLAGS.num_shards,
-                FLAGS.compression,
+                pipeline, source, chunks, output_dir, header, layout, FLAGS.max_bad_images
             )
     except Exception as e:
         raise PreprocessError(f"beam job failed: {_root_cause(e)}") from e

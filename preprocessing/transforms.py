@@ -1,15 +1,20 @@
-"""The Beam transforms: IDX shards → normalized tf.Examples in TFRecord files + manifest.
+"""The Beam transforms: source chunks → normalized tf.Examples in TFRecord files + manifest.
 
-One element is one output shard (thousands of images), never a single row, so per-element
-overhead is paid per shard and the heavy work (normalize, serialize, compress) runs in parallel
-across workers. Workers read the IDX files themselves (shard specs are tiny), so the pipeline
-graph carries no data and runs the same on Dataflow as on the DirectRunner. A shard's content is
-a fixed, ordered slice of the source: re-running or retrying a bundle rewrites identical bytes.
+One element is one output shard (a chunk of input files or records), never a single image and
+never the whole data set, so per-element overhead is paid per shard, the heavy work (decode,
+resize, normalize, serialize, compress) runs in parallel across workers, and a worker holds one
+image at a time. Workers read the source themselves (chunk specs are tiny), so the pipeline graph
+carries no data and runs the same on Dataflow as on the DirectRunner. A shard's content is a
+fixed, ordered slice of the source: re-running or retrying a bundle rewrites identical bytes.
 """
+
+from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,22 +23,25 @@ import apache_beam as beam
 import numpy as np
 
 from common import schema, storage
-from preprocessing import sources
+from preprocessing import images, sources
+
+TARGET_SHARD_BYTES = 256 << 20  # uncompressed records per shard: Dataflow parallelism for big sets
+BAD_IMAGES_LISTED = 100
 
 
 @dataclasses.dataclass(frozen=True)
-class ShardSpec:
-    """Source examples ``[start, stop)`` of one split, written as shard ``index`` of ``count``."""
+class Layout:
+    """What every shard is written as: the data set's shape, classes kept, compression."""
 
-    files: sources.SplitFiles
-    index: int
-    count: int
-    start: int
-    stop: int
+    shape: tuple[int, int, int]
+    resize: bool
+    num_classes: int
+    kept: tuple[int, ...]
+    compression: str
 
-    def file_name(self, compression: str) -> str:
-        suffix = schema.COMPRESSION_SUFFIX[compression]
-        return f"{self.files.split}-{self.index:05d}-of-{self.count:05d}{suffix}"
+    @property
+    def suffix(self) -> str:
+        return schema.COMPRESSION_SUFFIX[self.compression]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,96 +49,133 @@ class ShardStats:
     """What one written shard contributes to its split's manifest entry."""
 
     file_name: str
+    num_examples: int
     class_counts: np.ndarray
     pixel_count: int
-    pixel_sum: int
-    pixel_sq_sum: int
+    channel_sums: np.ndarray  # per channel, of the uint8 pixels: exact integers
+    channel_sq_sums: np.ndarray
+    content_sha256: str  # of the inputs read, in order
+    bad: tuple[tuple[str, str], ...]  # (input, reason), the first few
+    bad_count: int
 
 
-def shard_specs(files: sources.SplitFiles, num_examples: int, num_shards: int) -> list[ShardSpec]:
-    bounds = np.linspace(0, num_examples, num_shards + 1).astype(int)
-    return [
-        ShardSpec(files, i, num_shards, int(bounds[i]), int(bounds[i + 1]))
-        for i in range(num_shards)
-    ]
+def shards_for(num_examples: int, shape: Sequence[int], minimum: int) -> int:
+    """At least ``minimum`` shards, more when a split's records exceed TARGET_SHARD_BYTES each."""
+    record_bytes = 4 * int(np.prod(shape)) + 32
+    return max(minimum, math.ceil(num_examples * record_bytes / TARGET_SHARD_BYTES))
 
 
 def write_shard(
-    spec: ShardSpec, output_dir: str, digits: Sequence[int], compression: str
+    chunk: sources.Chunk, source: sources.Source, output_dir: str, layout: Layout
 ) -> Iterator[tuple[str, ShardStats]]:
-    """Read, filter, normalize and serialize one shard; publish the file atomically."""
+    """Read, fit, normalize and serialize one chunk; publish its shard file atomically."""
     import tensorflow as tf
 
-    pixels, labels, _ = sources.load_split(spec.files.images_path, spec.files.labels_path)
-    pixels, labels = pixels[spec.start : spec.stop], labels[spec.start : spec.stop]
-    keep = np.isin(labels, digits)
-    pixels, labels = pixels[keep], labels[keep].astype(np.int64)
-    name = spec.file_name(compression)
-    options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
+    name = chunk.file_name(layout.suffix)
+    channels = layout.shape[2]
+    counts = np.zeros(layout.num_classes, np.int64)
+    sums, sq_sums = np.zeros(channels, np.int64), np.zeros(channels, np.int64)
+    digest = hashlib.sha256()
+    bad: list[tuple[str, str]] = []
+    bad_count = written = 0
+    keep = set(layout.kept)
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if layout.compression == "gzip" else "")
     fd, local = tempfile.mkstemp(prefix=f"{name}.")
     os.close(fd)
     try:
         with tf.io.TFRecordWriter(local, options) as writer:
-            for image, label in zip(schema.normalize(pixels), labels, strict=True):
-                writer.write(schema.encode_example(image, label))
+            for item, content, label in source.read(chunk):
+                if layout.num_classes and label not in keep:
+                    continue
+                raw = content if isinstance(content, bytes) else content.tobytes()
+                digest.update(hashlib.sha256(raw).digest())
+                try:
+                    pixels = images.decode(content) if isinstance(content, bytes) else content
+                    pixels = images.fit(pixels, layout.shape, layout.resize)
+                except images.BadImage as e:
+                    bad_count += 1
+                    if len(bad) < BAD_IMAGES_LISTED:
+                        bad.append((item, str(e)))
+                    continue
+                writer.write(schema.encode_example(schema.normalize(pixels), label))
+                wide = pixels.reshape(-1, channels).astype(np.int64)
+                sums += wide.sum(axis=0)
+                sq_sums += (wide * wide).sum(axis=0)
+                if layout.num_classes:
+                    counts[label] += 1
+                written += 1
         storage.put_file(local, storage.join(output_dir, name))
     finally:
         if os.path.exists(local):  # put_file consumes it on success; a failure must not leak it
             os.unlink(local)
-    wide = pixels.astype(np.int64)
+    pixel_count = written * layout.shape[0] * layout.shape[1]
     yield (
-        spec.files.split,
+        chunk.split,
         ShardStats(
             name,
-            np.bincount(labels, minlength=schema.NUM_CLASSES),
-            wide.size,
-            int(wide.sum()),
-            int((wide * wide).sum()),
+            written,
+            counts,
+            pixel_count,
+            sums,
+            sq_sums,
+            digest.hexdigest(),
+            tuple(bad),
+            bad_count,
         ),
     )
 
 
 class SplitStatsFn(beam.CombineFn):
-    """Exact per-split statistics: files, class counts, pixel sum and sum of squares.
+    """Exact per-split statistics: files, counts, per-channel pixel sums, bad images.
 
     Sums run over the integer pixels, so merging in any order gives the same bits.
     """
 
-    def create_accumulator(self) -> tuple[list[str], np.ndarray, int, int, int]:
-        return [], np.zeros(schema.NUM_CLASSES, np.int64), 0, 0, 0
+    def create_accumulator(self) -> list[ShardStats]:
+        return []
 
-    def add_input(self, acc, shard: ShardStats):
-        files, counts, n, s, sq = acc
-        return (
-            [*files, shard.file_name],
-            counts + shard.class_counts,
-            n + shard.pixel_count,
-            s + shard.pixel_sum,
-            sq + shard.pixel_sq_sum,
-        )
+    def add_input(self, acc: list[ShardStats], shard: ShardStats) -> list[ShardStats]:
+        return [*acc, shard]
 
-    def merge_accumulators(self, accumulators: Iterable):
-        files, counts, n, s, sq = self.create_accumulator()
-        for f, c, n2, s2, sq2 in accumulators:
-            files, counts, n, s, sq = files + f, counts + c, n + n2, s + s2, sq + sq2
-        return files, counts, n, s, sq
+    def merge_accumulators(self, accumulators: Iterable[list[ShardStats]]) -> list[ShardStats]:
+        return [shard for acc in accumulators for shard in acc]
 
-    def extract_output(self, acc) -> dict:
-        files, counts, n, s, sq = acc
-        mean = s / max(n, 1)
-        var = max(sq / max(n, 1) - mean * mean, 0.0)
-        # Reported in the stored value space: x / 127.5 - 1.
+    def extract_output(self, acc: list[ShardStats]) -> dict:
+        shards = sorted(acc, key=lambda s: s.file_name)
+        n = max(sum(s.pixel_count for s in shards), 1)
+        sums = sum((s.channel_sums for s in shards), np.zeros_like(shards[0].channel_sums))
+        sq_sums = sum((s.channel_sq_sums for s in shards), np.zeros_like(shards[0].channel_sums))
+        mean = sums / n
+        std = np.sqrt(np.maximum(sq_sums / n - mean * mean, 0.0))
+        counts = sum((s.class_counts for s in shards), np.zeros_like(shards[0].class_counts))
+        content = hashlib.sha256("".join(s.content_sha256 for s in shards).encode())
         return {
-            "files": sorted(files),
-            "num_examples": int(counts.sum()),
+            "files": [s.file_name for s in shards],
+            "file_examples": {s.file_name: s.num_examples for s in shards},
+            "num_examples": sum(s.num_examples for s in shards),
             "class_counts": [int(c) for c in counts],
-            "pixel_mean": mean / 127.5 - 1.0,
-            "pixel_std": var**0.5 / 127.5,
+            # Reported in the stored value space: x / 127.5 - 1.
+            "pixel_mean": [float(m / 127.5 - 1.0) for m in mean],
+            "pixel_std": [float(s / 127.5) for s in std],
+            "source_content_sha256": content.hexdigest(),
+            "bad_images": {
+                "count": sum(s.bad_count for s in shards),
+                "listed": [list(b) for s in shards for b in s.bad][:BAD_IMAGES_LISTED],
+            },
         }
 
 
-def write_manifest(_: None, output_dir: str, header: dict, splits: dict) -> str:
+def write_manifest(
+    _: None, output_dir: str, header: dict, splits: dict, max_bad_images: int
+) -> str:
     """Write ``manifest.json`` last, once every shard of every split is published."""
+    bad = sum(split["bad_images"]["count"] for split in splits.values())
+    if bad > max_bad_images:
+        first = next(b for split in splits.values() for b in split["bad_images"]["listed"])
+        raise sources.SourceError(
+            f"{storage.join(header['source'], first[0])}: {first[1]}; {bad} image(s) bad, "
+            f"--max_bad_images={max_bad_images} (no manifest written)"
+        )
     manifest = {
         **header,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -142,44 +187,32 @@ def write_manifest(_: None, output_dir: str, header: dict, splits: dict) -> str:
     return path
 
 
-def planned_files(
-    files: dict[str, sources.SplitFiles], counts: dict[str, int], num_shards: int, compression: str
-) -> list[str]:
-    """The names of every shard the job will write (a pure function of its inputs)."""
-    return sorted(
-        spec.file_name(compression)
-        for split, split_files in files.items()
-        for spec in shard_specs(split_files, counts[split], num_shards)
-    )
-
-
 def build(
     pipeline: beam.Pipeline,
-    files: dict[str, sources.SplitFiles],
-    counts: dict[str, int],
+    source: sources.Source,
+    chunks: list[sources.Chunk],
     output_dir: str,
     header: dict,
-    digits: Sequence[int],
-    num_shards: int,
-    compression: str,
+    layout: Layout,
+    max_bad_images: int,
 ) -> None:
     """Add the whole job to ``pipeline``: write every shard, combine stats, then the manifest."""
-    specs = [
-        spec
-        for split, split_files in files.items()
-        for spec in shard_specs(split_files, counts[split], num_shards)
-    ]
     split_stats = (
         pipeline
-        | "ShardSpecs" >> beam.Create(specs)
+        | "Chunks" >> beam.Create(chunks)
         | "Spread" >> beam.Reshuffle()
-        | "WriteShards"
-        >> beam.FlatMap(write_shard, output_dir, digits=list(digits), compression=compression)
+        | "WriteShards" >> beam.FlatMap(write_shard, source, output_dir, layout)
         | "SplitStats" >> beam.CombinePerKey(SplitStatsFn())
     )
     _ = (
         pipeline
         | "ManifestStart" >> beam.Create([None])
         | "WriteManifest"
-        >> beam.Map(write_manifest, output_dir, header, beam.pvalue.AsDict(split_stats))
+        >> beam.Map(
+            write_manifest,
+            output_dir,
+            header,
+            beam.pvalue.AsDict(split_stats),
+            max_bad_images,
+        )
     )
