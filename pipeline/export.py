@@ -3,8 +3,9 @@ r"""Export a trained generator: SavedModel, metrics, gallery, model card.
     python -m pipeline.export --job_dir=/tmp/run/job --export_dir=/tmp/run/export
 
 ``EXPORT_DIR`` receives ``generator/`` (SavedModel; ``serving_default``: ``z`` float32
-[batch, latent_dim] (+ ``label`` int32 [batch]) → ``images`` float32 [batch, 28, 28, 1] in
-[-1, 1]), ``metrics.json``, ``flags.txt``, ``manifest.json``, ``README.md`` and ``gallery/``.
+[batch, latent_dim] (+ ``label`` int32 [batch]) → ``images`` float32 [batch, H, W, C] in
+[-1, 1], the data's shape), ``metrics.json``, ``flags.txt``, ``manifest.json``, ``README.md``
+and ``gallery/``.
 Everything is assembled in a local staging directory and published with ``metrics.json`` last:
 its presence marks a complete export.
 """
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import cli, schema, storage
+from common import cli, storage
 from common.cli import UserError
 
 FLAGS = flags.FLAGS
@@ -56,7 +57,10 @@ def _restore_generator(job_dir: str):
         raise ExportError(f"{flags_path}: not found; is {job_dir} a training job directory?")
     config = config_lib.from_flags_text(storage.read_text(flags_path), flags_path)
     config = dataclasses.replace(config, job_dir=job_dir, strategy="default", cpu_replicas=0)
-    gan = Gan(config, schema.NUM_CLASSES, tf.distribute.get_strategy())
+    from trainer import data
+
+    spec = data.data_spec(data.read_manifest(config.data_dir))
+    gan = Gan(config, spec, tf.distribute.get_strategy())
     workspace = Workspace(config)
     store = CheckpointStore(
         workspace.checkpoint_target,
@@ -106,7 +110,6 @@ def save_generator(gan, latent_dim: int, conditional: bool, path: str) -> None:
 def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int) -> dict:
     """Run the export; return the metrics written to ``metrics.json``."""
     from pipeline import gallery, model_card
-    from trainer import classifier as classifier_lib
     from trainer import data, evaluation
 
     for path in (job_dir, export_dir, classifier_dir or "."):
@@ -137,29 +140,19 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
         )
     storage.write_text(in_progress, json.dumps({"weights_sha256": fingerprint}) + "\n")
     manifest = data.read_manifest(config.data_dir)
-    classifier = classifier_lib.load_or_train(
-        classifier_dir or classifier_lib.DEFAULT_CACHE, config.data_dir, manifest
-    )
-    test = data.load_split(config.data_dir, manifest, "test")
-    train = data.load_split(config.data_dir, manifest, "train")
     num_samples = min(eval_samples, evaluation.NUM_SAMPLES)
+    evaluator = evaluation.make_evaluator(config.data_dir, manifest, classifier_dir, num_samples)
+    train = data.load_examples(config.data_dir, manifest, "train", 5 * num_samples)
+    classifier = evaluator.classifier
     metrics = {
         "step": step,
         "checkpoint": checkpoint,
         "weights_sha256": fingerprint,
         "generator": "ema" if gan.ema_generator is not None else "live",
         "num_samples": num_samples,
-        "classifier_test_accuracy": classifier.test_accuracy,
-        "model": evaluation.evaluate_generator(
-            gan.sample,
-            classifier,
-            test.images,
-            config.latent_dim,
-            manifest["digits"],
-            config.conditional,
-            num_samples=num_samples,
-        ),
-        "real_floor": evaluation.real_floor(classifier, train.images, test.images, num_samples),
+        "classifier_test_accuracy": classifier.test_accuracy if classifier else None,
+        "model": evaluator.evaluate(gan.sample, config.latent_dim, config.conditional),
+        "real_floor": evaluator.real_floor(train.images),
     }
     with tempfile.TemporaryDirectory(prefix="gan-export-") as staging:
         save_generator(
@@ -181,13 +174,10 @@ def main(argv: Sequence[str]) -> None:
     if not FLAGS.job_dir or not FLAGS.export_dir:
         raise ExportError("--job_dir and --export_dir are required")
     metrics = export(FLAGS.job_dir, FLAGS.export_dir, FLAGS.classifier_dir, FLAGS.eval_samples)
-    model, floor = metrics["model"], metrics["real_floor"]
-    print(
-        f"export: {FLAGS.export_dir} (step {metrics['step']}): Fréchet distance "
-        f"{model['frechet_distance']:.3f} (real data {floor['frechet_distance']:.3f}), classifier "
-        f"score {model['classifier_score']:.2f} ({floor['classifier_score']:.2f}), smallest class "
-        f"{model['min_class_share']:.3f}"
-    )
+    from trainer import evaluation
+
+    summary = evaluation.summary(metrics["model"], metrics["real_floor"])
+    print(f"export: {FLAGS.export_dir} (step {metrics['step']}): {summary}")
 
 
 if __name__ == "__main__":

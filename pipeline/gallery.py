@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from common import storage
+from common.schema import DataSpec
 from trainer import progress
 from trainer.loop import sample_inputs
 
@@ -24,6 +25,8 @@ CURVES = (
     ("gradient norms", ("d_grad_norm", "g_grad_norm")),
     ("Fréchet distance (eval, {n} samples)", ("eval_frechet_distance",)),
     ("classifier score (eval, {n} samples)", ("eval_classifier_score",)),
+    ("sliced Wasserstein ×10³ (eval, {n} samples)", ("eval_sliced_wasserstein",)),
+    ("modes covered of 1,000 (eval, {n} samples)", ("eval_modes_covered",)),
 )
 
 
@@ -95,11 +98,11 @@ def _metrics_rows(metrics: dict) -> str:
 def write(out_dir: str, gan, config, manifest: dict, metrics: dict, job_dir: str) -> str:
     """Render the gallery into local ``out_dir``; return the path of index.html."""
     os.makedirs(os.path.join(out_dir, "progress"), exist_ok=True)
-    digits = manifest["digits"]
-    z, labels = sample_inputs(config, digits)
+    spec = DataSpec.from_manifest(manifest)
+    z, labels = sample_inputs(config, spec.kept)
     with open(os.path.join(out_dir, "samples.png"), "wb") as f:
         f.write(progress.png_bytes(progress.image_grid(gan.sample(z, labels), rows=10), scale=3))
-    z, labels = interpolation_inputs(config.latent_dim, digits)
+    z, labels = interpolation_inputs(config.latent_dim, list(spec.kept) or [0])
     with open(os.path.join(out_dir, "interpolation.png"), "wb") as f:
         f.write(progress.png_bytes(progress.image_grid(gan.sample(z, labels), rows=5), scale=3))
     progress_images = []
@@ -120,13 +123,24 @@ def write(out_dir: str, gan, config, manifest: dict, metrics: dict, job_dir: str
         f"<figcaption>step {int(n.split('-')[1].split('.')[0])}</figcaption></figure>"
         for n in sorted(progress_images)
     )
-    row_note = "rows are the digits 0–9" if config.conditional else "unconditional samples"
+    row_classes = [spec.class_names[k] for k in spec.kept[:10]]
+    row_note = (
+        f"rows are the classes {', '.join(row_classes)}"
+        if config.conditional
+        else "unconditional samples"
+    )
     kind = "class-conditional" if config.conditional else "unconditional"
-    digits = ",".join(str(d) for d in manifest["digits"])
     model_name = (
         f"{kind} {config.architecture} GAN, {config.loss} loss, width {config.model_width}, "
-        f"on MNIST digits {digits}"
+        f"on {spec.describe()}"
     )
+    if metrics.get("classifier_test_accuracy") is None:
+        feature_note = "by the sliced Wasserstein distance of Laplacian-pyramid patches"
+    else:
+        feature_note = (
+            "in the feature space of a classifier with "
+            f"{metrics['classifier_test_accuracy']:.4f} test accuracy"
+        )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>GAN gallery: {html.escape(model_name)}, step {metrics["step"]}</title>
@@ -141,13 +155,13 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 <h2>Samples</h2><p>10×10 samples from fixed latents ({row_note}), {metrics["generator"]} generator.</p>
 <img src="samples.png" alt="final samples" width="504">
 <h2>Metrics</h2>
-<p>On {metrics["num_samples"]} samples against the test split, in the feature space of a classifier with
-{metrics["classifier_test_accuracy"]:.4f} test accuracy. The real-data floor compares training images with the test split.</p>
+<p>On {metrics["num_samples"]} samples against the test split, {feature_note}.
+The real-data floor compares training images with the test split.</p>
 <table><tr><th>metric</th><th>model</th><th>real data</th></tr>
 {_metrics_rows(metrics)}
 </table>
 <h2>Training curves</h2><img src="curves.png" alt="training curves">
-<h2>How the digits formed</h2><div class="strip">{progress_html}</div>
+<h2>How the samples formed</h2><div class="strip">{progress_html}</div>
 <h2>Latent interpolation</h2><p>Each row walks a great circle between two random latents.</p>
 <img src="interpolation.png" alt="latent interpolation" width="504">
 <h2>Settings</h2><table>{settings}</table>

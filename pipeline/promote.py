@@ -36,6 +36,7 @@ from absl import app, flags
 
 from common import cli, storage
 from common.cli import UserError
+from trainer import evaluation
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("candidate", None, "The new export directory (local or gs://).")
@@ -65,15 +66,10 @@ MANIFEST_FILE = "manifest.json"
 DECISION_FILE = "promotion.json"
 VERSIONS = "versions"
 OWNER_MARKER = ".written-by-gan-pipeline-promote"
-PRIMARY = "frechet_distance"
-# Every gated metric and its direction; the primary one must improve, the others may not regress.
-DIRECTIONS = {
-    "frechet_distance": "lower",
-    "classifier_score": "higher",
-    "min_class_share": "higher",
-    "precision": "higher",
-    "recall": "higher",
-}
+# Every gated metric and its direction (trainer/evaluation.py; no TensorFlow is imported): the
+# primary one (the first of PRIMARY an export has) must improve, the others may not regress.
+DIRECTIONS = evaluation.DIRECTIONS
+PRIMARY = evaluation.PRIMARY
 EXIT_PROMOTED, EXIT_KEPT = 0, 3  # errors: cli.EXIT_USER_ERROR (2)
 
 
@@ -89,10 +85,25 @@ def read_metrics(directory: str) -> dict:
     try:
         metrics = json.loads(storage.read_text(path))
         model = metrics["model"]
-        values = {k: float(model[k]) for k in DIRECTIONS}
+        values = {k: float(model[k]) for k in DIRECTIONS if k in model}
+        primary_metric(values)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise GateError(f"{path}: corrupt metrics ({type(e).__name__}: {e})") from e
     return {**metrics, "model": {**model, **values}}
+
+
+def primary_metric(model: dict) -> str:
+    """The metric that decides: the first of PRIMARY the export has (KeyError if none)."""
+    for name in PRIMARY:
+        if name in model:
+            return name
+    raise KeyError(f"none of {', '.join(PRIMARY)}")
+
+
+def gated(candidate: dict, champion: dict | None) -> dict[str, str]:
+    """The metrics both exports have, with their directions."""
+    names = set(candidate["model"]) & (set(champion["model"]) if champion else set(DIRECTIONS))
+    return {k: d for k, d in DIRECTIONS.items() if k in names}
 
 
 def _worse(direction: str, new: float, old: float, tolerance: float) -> bool:
@@ -104,25 +115,28 @@ def _worse(direction: str, new: float, old: float, tolerance: float) -> bool:
 def decide(candidate: dict, champion: dict | None, tolerance: float) -> tuple[bool, list[str]]:
     """(promote?, reasons). Pure: the whole policy is here."""
     new = candidate["model"]
-    not_finite = [k for k in DIRECTIONS if not math.isfinite(new[k])]
+    metrics, primary = gated(candidate, champion), primary_metric(new)
+    not_finite = [k for k in gated(candidate, None) if not math.isfinite(new[k])]
     if not_finite:
         return False, [f"candidate {k} is {new[k]}: not finite" for k in not_finite]
     if champion is None:
         return True, ["no promoted model yet"]
     old = champion["model"]
-    broken = [k for k in DIRECTIONS if not math.isfinite(old[k])]
+    if primary not in metrics:
+        return True, [f"promoted model has no {primary} (another kind of data): replaced"]
+    broken = [k for k in metrics if not math.isfinite(old[k])]
     if broken:
         return True, [
             f"promoted model's {k} is {old[k]}: any finite candidate wins" for k in broken
         ]
-    better = new[PRIMARY] < old[PRIMARY]
+    better = new[primary] < old[primary]
     verdict = "better" if better else "not better"
-    reasons = [f"{PRIMARY} {new[PRIMARY]:.4f} vs {old[PRIMARY]:.4f}: {verdict}"]
+    reasons = [f"{primary} {new[primary]:.4f} vs {old[primary]:.4f}: {verdict}"]
     regressions = [
         f"{key} {new[key]:.4f} {'<' if direction == 'higher' else '>'} {old[key]:.4f} "
         f"by more than {tolerance:.0%}"
-        for key, direction in DIRECTIONS.items()
-        if key != PRIMARY and _worse(direction, new[key], old[key], tolerance)
+        for key, direction in metrics.items()
+        if key != primary and _worse(direction, new[key], old[key], tolerance)
     ]
     return better and not regressions, reasons + regressions
 
@@ -196,14 +210,14 @@ def promote(
     decision = {
         "decision": "promoted" if promote_it else "kept",
         "reasons": reasons,
-        "primary_metric": PRIMARY,
+        "primary_metric": primary_metric(candidate["model"]),
         "metrics": {
             name: {
                 "direction": direction,
                 "challenger": candidate["model"][name],
                 "champion": champion["model"][name] if champion else None,
             }
-            for name, direction in DIRECTIONS.items()
+            for name, direction in gated(candidate, champion).items()
         },
         "challenger": {
             "export": candidate_dir,

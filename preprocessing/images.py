@@ -27,7 +27,9 @@ def decode(data: bytes) -> np.ndarray:
             image.load()
             mode = "RGB" if image.mode in _COLOUR_MODES else "L"
             pixels = np.asarray(image.convert(mode), np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError as e:
+        raise BadImage("does not decode (not an image format Pillow reads)") from e
+    except (OSError, SyntaxError, ValueError) as e:
         raise BadImage(f"does not decode ({type(e).__name__}: {str(e)[:80]})") from e
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]

@@ -180,7 +180,7 @@ def existing_output(output_dir: str, fingerprint: str) -> bool:
             f"{str(manifest.get('fingerprint'))[:12]}…, this job's {fingerprint[:12]}…); "
             "choose another --output_dir"
         )
-    present = {p.rsplit("/", 1)[-1] for p in storage.list_files(output_dir)}
+    present = _present(output_dir)
     listed = schema.listed_files(manifest)
     if listed - present:
         logging.warning("%s: shards missing; writing the data set again", output_dir)
@@ -214,7 +214,7 @@ def claim_output(output_dir: str, fingerprint: str, planned: list[str]) -> set[s
     of ours lists: that file is the user's, and the job would overwrite it.
     """
     owned = _listed(output_dir, IN_PROGRESS) | _listed(output_dir, schema.MANIFEST_NAME)
-    present = {path.rsplit("/", 1)[-1] for path in storage.list_files(output_dir)}
+    present = _present(output_dir)
     foreign = sorted((set(planned) & present) - owned)
     if foreign:
         raise PreprocessError(
@@ -293,7 +293,9 @@ def run(argv: Sequence[str]) -> str | None:
     layout = transforms.Layout(shape, resize, len(plan.class_names), tuple(kept), FLAGS.compression)
     chunks = [chunk for split, n in num_shards.items() for chunk in source.chunks(split, n)]
     storage.makedirs(output_dir)
-    planned = sorted(chunk.file_name(layout.suffix) for chunk in chunks)
+    planned = sorted(
+        [chunk.file_name(layout.suffix) for chunk in chunks] + [transforms.BAD_IMAGES_REPORT]
+    )
     stale = claim_output(output_dir, header["fingerprint"], planned)
     print(
         f"preprocessing: {plan.name} → {'x'.join(map(str, shape))}, "
@@ -308,10 +310,28 @@ def run(argv: Sequence[str]) -> str | None:
             )
     except Exception as e:
         raise PreprocessError(f"beam job failed: {_root_cause(e)}") from e
-    for name in sorted(stale):  # an earlier run's shards that this manifest does not list
+    report = storage.join(output_dir, transforms.BAD_IMAGES_REPORT)
+    if not storage.exists(manifest_path) and storage.exists(report):
+        raise PreprocessError(bad_images_line(FLAGS.source, report, FLAGS.max_bad_images))
+    # An earlier run's shards that this manifest does not list, and its bad-images report.
+    for name in sorted(stale | ({transforms.BAD_IMAGES_REPORT} & _present(output_dir))):
         storage.delete(storage.join(output_dir, name))
     storage.delete(storage.join(output_dir, IN_PROGRESS))
     return manifest_path
+
+
+def _present(directory: str) -> set[str]:
+    return {path.rsplit("/", 1)[-1] for path in storage.list_files(directory)}
+
+
+def bad_images_line(source: str, report_path: str, max_bad_images: int) -> str:
+    report = json.loads(storage.read_text(report_path))
+    count = sum(split["count"] for split in report.values())
+    item, reason = next(bad for split in report.values() for bad in split["listed"])
+    return (
+        f"{storage.join(source, item)}: {reason}; {count} bad image(s), more than "
+        f"--max_bad_images={max_bad_images}; no data set written (all listed in {report_path})"
+    )
 
 
 def _root_cause(error: BaseException) -> str:

@@ -165,17 +165,23 @@ class SplitStatsFn(beam.CombineFn):
         }
 
 
+BAD_IMAGES_REPORT = "bad-images.json"  # written instead of the manifest: too many bad images
+
+
 def write_manifest(
     _: None, output_dir: str, header: dict, splits: dict, max_bad_images: int
 ) -> str:
-    """Write ``manifest.json`` last, once every shard of every split is published."""
+    """Write ``manifest.json`` last, once every shard of every split is published.
+
+    With more than ``max_bad_images`` bad inputs the data set is not committed: the job writes
+    BAD_IMAGES_REPORT instead, which the launcher reads back (from Dataflow too) and reports.
+    """
     bad = sum(split["bad_images"]["count"] for split in splits.values())
     if bad > max_bad_images:
-        first = next(b for split in splits.values() for b in split["bad_images"]["listed"])
-        raise sources.SourceError(
-            f"{storage.join(header['source'], first[0])}: {first[1]}; {bad} image(s) bad, "
-            f"--max_bad_images={max_bad_images} (no manifest written)"
-        )
+        report = {name: split["bad_images"] for name, split in sorted(splits.items())}
+        path = storage.join(output_dir, BAD_IMAGES_REPORT)
+        storage.write_text(path, json.dumps(report, indent=2) + "\n")
+        return path
     manifest = {
         **header,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

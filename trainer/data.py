@@ -1,17 +1,26 @@
-"""Training input: manifest, TFRecords, and a step-indexed, exactly resumable tf.data pipeline.
+"""Training input: manifest, streamed TFRecords, and a step-indexed, exactly resumable pipeline.
 
-Each worker reads its share of the shard files (``files[i::n]``) once, validates them, and keeps
-them in memory (MNIST is 188 MB as float32). The order of examples is a pure function of
-``(seed, epoch)``: every epoch is a stateless permutation, so the pipeline for a run resumed at
-step k is built directly at step k (no iterator state in checkpoints, no replay of k batches)
-and yields exactly the batches an uninterrupted run would have.
+Shards are read as streams, never gathered into memory: each worker reads its share of the
+files (``files[i::n]``); epoch ``e`` visits them in ``stateless_shuffle(files, (seed, e))``
+order, interleaved, and shuffled in blocks bounded in bytes
+(``SHUFFLE_BYTES``: a whole epoch of MNIST, about 5,000 64×64 RGB images), each block of that
+many records permuted by ``stateless_shuffle`` seeded by ``(seed, epoch, block)``. The stream is a
+pure function of ``(seed, epoch)``, so the pipeline of a run resumed at step k is the epoch's
+stream with the examples already consumed skipped (raw records, before parsing): it yields
+exactly the batches an uninterrupted run would have, with no iterator state in checkpoints.
+
+Shards in a bucket are copied to a local window of at most ``WINDOW_FILES`` files per worker;
+each shard's record count is checked against the manifest the first time a process reads it.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import shutil
 import tempfile
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -19,7 +28,11 @@ import tensorflow as tf
 from common import schema, storage
 from common.cli import UserError
 
-PARSE_BATCH = 4096
+SHUFFLE_BYTES = 256 << 20
+CYCLE_LENGTH = 4  # shards read at once (interleaved)
+WINDOW_FILES = 2 * CYCLE_LENGTH + 2  # local copies of bucket shards kept per process
+PARSE_BATCH = 1024
+INPUT_ERROR = "input data: "  # marks our errors raised inside tf.data, to re-raise as DataError
 
 
 class DataError(UserError, ValueError):
@@ -28,7 +41,7 @@ class DataError(UserError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class SplitData:
-    images: np.ndarray  # float32 [N, 28, 28, 1] in [-1, 1]
+    images: np.ndarray  # float32 [N, H, W, C] in [-1, 1]
     labels: np.ndarray  # int32 [N]
 
 
@@ -55,39 +68,137 @@ def read_manifest(data_dir: str) -> dict:
     return manifest
 
 
-def _local_copy(path: str, scratch: str) -> str:
-    """tf.data reads local files; objects in a bucket are fetched through the storage module."""
-    if not storage.is_gcs(path):
-        return path
-    local = os.path.join(scratch, path.rsplit("/", 1)[-1])
-    if not os.path.exists(local):
-        storage.download_file(path, local)
-    return local
+def data_spec(manifest: dict) -> schema.DataSpec:
+    return schema.DataSpec.from_manifest(manifest)
 
 
-def _read_file(path: str, local: str, compression: str) -> tuple[np.ndarray, np.ndarray]:
-    dataset = (
-        tf.data.TFRecordDataset(local, compression_type="GZIP" if compression == "gzip" else "")
-        .batch(PARSE_BATCH)
-        .map(lambda records: tf.io.parse_example(records, schema.feature_spec()))
-    )
-    images, labels = [], []
-    try:
-        for batch in dataset:
-            images.append(batch[schema.IMAGE_KEY].numpy())
-            labels.append(batch[schema.LABEL_KEY].numpy())
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-        reason = e.message.strip().splitlines()[0]
-        raise DataError(f"{path}: record {sum(map(len, labels))} does not parse ({reason})") from e
-    if not images:
-        return np.zeros((0, schema.IMAGE_SIZE), np.float32), np.zeros((0,), np.int64)
-    return np.concatenate(images), np.concatenate(labels)
+def _compression(manifest: dict) -> str:
+    return "GZIP" if manifest["compression"] == "gzip" else ""
 
 
-def load_split(
+class ShardFiles:
+    """Local paths of a data directory's shards: bucket objects copied into a bounded window.
+
+    Every shard is checked once per process (record count against the manifest, records
+    readable), so a truncated or replaced file is named instead of training on garbage.
+    """
+
+    def __init__(self, data_dir: str, manifest: dict):
+        self.data_dir = data_dir
+        self.compression = _compression(manifest)
+        self.expected = {
+            name: count
+            for split in manifest["splits"].values()
+            for name, count in split["file_examples"].items()
+        }
+        self.checked: set[str] = set()
+        self.window: list[str] = []
+        self.lock = threading.Lock()
+        self.scratch = ""
+
+    def local(self, name: str) -> str:
+        path = storage.join(self.data_dir, name)
+        with self.lock:
+            local = path
+            if storage.is_gcs(path):
+                if not self.scratch:
+                    self.scratch = tempfile.mkdtemp(prefix="gan-input-")
+                    atexit.register(shutil.rmtree, self.scratch, ignore_errors=True)
+                local = os.path.join(self.scratch, name)
+                if local not in self.window:
+                    storage.download_file(path, local)
+                    self.window.append(local)
+                # Readers hold open descriptors: unlinking an older copy never cuts a reader.
+                while len(self.window) > WINDOW_FILES:
+                    os.unlink(self.window.pop(0))
+            if name not in self.checked:
+                self._check(name, path, local)
+                self.checked.add(name)
+        return local
+
+    def _check(self, name: str, path: str, local: str) -> None:
+        records = tf.data.TFRecordDataset(local, compression_type=self.compression)
+        try:
+            count = int(records.reduce(np.int64(0), lambda n, _: n + 1))
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            reason = e.message.strip().splitlines()[0]
+            raise DataError(f"{path}: records do not parse ({reason})") from e
+        if count != self.expected[name]:
+            raise DataError(
+                f"{path}: holds {count} records, the manifest says {self.expected[name]}; "
+                "re-run preprocessing"
+            )
+
+    def local_tensor(self, name: tf.Tensor) -> tf.Tensor:
+        """``local`` inside tf.data; our errors carry INPUT_ERROR through TensorFlow's."""
+        try:
+            return tf.constant(self.local(name.numpy().decode()))
+        except UserError as e:
+            raise ValueError(INPUT_ERROR + str(e)) from e
+
+
+def input_error(error: tf.errors.OpError) -> DataError | None:
+    """The DataError a tf.data failure carries, if it is one of ours."""
+    message = error.message or ""
+    if INPUT_ERROR not in message:
+        return None
+    return DataError(message.split(INPUT_ERROR, 1)[1].strip().splitlines()[0])
+
+
+def shuffle_buffer(spec: schema.DataSpec, epoch_size: int) -> int:
+    return max(1, min(epoch_size, SHUFFLE_BYTES // (4 * spec.image_size + 32)))
+
+
+def record_stream(
+    shards: ShardFiles, files: list[str], epoch_size: int, buffer: int, seed: int, start: int
+) -> tf.data.Dataset:
+    """Serialized records in training order from position ``start`` on, forever."""
+    start_epoch, offset = divmod(start, epoch_size)
+    names = tf.constant(files)
+
+    def epoch_records(epoch: tf.Tensor) -> tf.data.Dataset:
+        seed_pair = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(len(files), dtype=tf.int64), seed=seed_pair
+        )
+        paths = tf.data.Dataset.from_tensor_slices(tf.gather(names, order)).map(
+            lambda name: tf.py_function(shards.local_tensor, [name], tf.string)
+        )
+        records = paths.interleave(
+            lambda path: tf.data.TFRecordDataset(path, compression_type=shards.compression),
+            cycle_length=min(CYCLE_LENGTH, len(files)),
+        )
+        # Stateless block shuffle (the shuffle op's seeds do not take tensors once a global seed
+        # is set): a block holds ``buffer`` records, a whole epoch for MNIST.
+        block_seed = tf.constant(seed, tf.int64) + epoch * 2**32
+
+        def permute(block: tf.Tensor, records_in_block: tf.Tensor) -> tf.Tensor:
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(tf.size(records_in_block, out_type=tf.int64)),
+                seed=tf.stack([block_seed, block]),
+            )
+            return tf.gather(records_in_block, order)
+
+        return records.batch(buffer).enumerate().map(permute).unbatch()
+
+    return tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_records).skip(offset)
+
+
+def parser(spec: schema.DataSpec):
+    """Batched records → (images float32 [B, H, W, C], labels int32 [B])."""
+    features = schema.feature_spec(spec)
+
+    def parse(records: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        parsed = tf.io.parse_example(records, features)
+        images = tf.reshape(parsed[schema.IMAGE_KEY], [-1, *spec.shape])
+        return images, tf.cast(parsed[schema.LABEL_KEY], tf.int32)
+
+    return parse
+
+
+def _split_files(
     data_dir: str, manifest: dict, split: str, shard_index: int = 0, num_shards: int = 1
-) -> SplitData:
-    """Read this worker's files of ``split`` into memory and check them against the manifest."""
+) -> tuple[list[str], int]:
     entry = manifest["splits"].get(split)
     if entry is None:
         raise DataError(f"{storage.join(data_dir, schema.MANIFEST_NAME)}: no {split!r} split")
@@ -97,49 +208,7 @@ def load_split(
             f"{data_dir}: split {split!r} has {len(entry['files'])} files, too few for "
             f"{num_shards} input pipelines; preprocess with more --num_shards"
         )
-    images, labels = [], []
-    with tempfile.TemporaryDirectory(prefix="gan-data-") as scratch:
-        for name in files:
-            path = storage.join(data_dir, name)
-            if not storage.exists(path):
-                raise DataError(f"{path}: listed in the manifest but missing")
-            file_images, file_labels = _read_file(
-                path, _local_copy(path, scratch), manifest["compression"]
-            )
-            if len(file_images) and (file_images.min() < -1.0 or file_images.max() > 1.0):
-                raise DataError(f"{path}: pixel values outside [-1, 1]; not this schema's data")
-            if len(file_labels) and not np.isin(file_labels, manifest["digits"]).all():
-                raise DataError(
-                    f"{path}: labels outside the manifest's digits {manifest['digits']}"
-                )
-            images.append(file_images)
-            labels.append(file_labels)
-    images_array, labels_array = np.concatenate(images), np.concatenate(labels)
-    if num_shards == 1:
-        counts = np.bincount(labels_array, minlength=schema.NUM_CLASSES).tolist()
-        if counts != entry["class_counts"]:
-            raise DataError(
-                f"{data_dir}: the {split!r} files hold {len(labels_array)} examples with class "
-                f"counts {counts}, the manifest says {entry['num_examples']} with "
-                f"{entry['class_counts']}"
-            )
-    return SplitData(images_array.reshape((-1, *schema.IMAGE_SHAPE)), labels_array.astype(np.int32))
-
-
-def index_dataset(num_examples: int, seed: int, start: int) -> tf.data.Dataset:
-    """Example indices in training order from position ``start`` on, forever.
-
-    Epoch e is ``stateless_shuffle(range(N), seed=(seed, e))``: a pure function of its inputs.
-    """
-    start_epoch, offset = divmod(start, num_examples)
-
-    def epoch_order(epoch: tf.Tensor) -> tf.Tensor:
-        seed_pair = tf.stack([tf.constant(seed, tf.int64), epoch])
-        return tf.random.experimental.stateless_shuffle(
-            tf.range(num_examples, dtype=tf.int64), seed=seed_pair
-        )
-
-    return tf.data.Dataset.range(start_epoch, 2**62).map(epoch_order).unbatch().skip(offset)
+    return files, sum(entry["file_examples"][name] for name in files)
 
 
 def make_dataset_fn(
@@ -155,21 +224,27 @@ def make_dataset_fn(
     Each element holds ``batches_per_step`` consecutive per-replica batches (one per
     discriminator step), stacked along the batch axis.
     """
+    spec = data_spec(manifest)
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        data = load_split(
+        files, epoch_size = _split_files(
             data_dir, manifest, "train", context.input_pipeline_id, context.num_input_pipelines
         )
         per_replica = context.get_per_replica_batch_size(global_batch_size)
         replicas_here = context.num_replicas_in_sync // context.num_input_pipelines
         element = per_replica * batches_per_step
         consumed = start_step * element * replicas_here
-        images = tf.constant(data.images)
-        labels = tf.constant(data.labels)
         dataset = (
-            index_dataset(len(data.labels), seed, consumed)
+            record_stream(
+                ShardFiles(data_dir, manifest),
+                files,
+                epoch_size,
+                shuffle_buffer(spec, epoch_size),
+                seed,
+                consumed,
+            )
             .batch(element, drop_remainder=True)
-            .map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))
+            .map(parser(spec), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE)
         )
         options = tf.data.Options()
@@ -180,3 +255,41 @@ def make_dataset_fn(
         return dataset.with_options(options)
 
     return dataset_fn
+
+
+def split_dataset(
+    data_dir: str, manifest: dict, split: str, batch: int, seed: int | None = None
+) -> tf.data.Dataset:
+    """One pass over ``split`` in batches: shuffled by ``seed`` (training), else in file order."""
+    spec = data_spec(manifest)
+    files, size = _split_files(data_dir, manifest, split)
+    shards = ShardFiles(data_dir, manifest)
+    if seed is None:
+        records = tf.data.Dataset.from_tensor_slices(files).map(
+            lambda name: tf.py_function(shards.local_tensor, [name], tf.string)
+        )
+        records = records.flat_map(
+            lambda path: tf.data.TFRecordDataset(path, compression_type=shards.compression)
+        )
+    else:
+        records = record_stream(shards, files, size, shuffle_buffer(spec, size), seed, 0).take(size)
+    return records.batch(batch).map(parser(spec)).prefetch(tf.data.AUTOTUNE)
+
+
+def load_examples(data_dir: str, manifest: dict, split: str, limit: int | None = None) -> SplitData:
+    """The first ``limit`` examples of ``split`` (all when None) in file order, in memory."""
+    images, labels = [], []
+    taken = 0
+    try:
+        for batch_images, batch_labels in split_dataset(data_dir, manifest, split, PARSE_BATCH):
+            images.append(batch_images.numpy())
+            labels.append(batch_labels.numpy())
+            taken += len(labels[-1])
+            if limit is not None and taken >= limit:
+                break
+    except tf.errors.OpError as e:
+        raise input_error(e) or DataError(f"{data_dir}: {e.message.splitlines()[0]}") from e
+    spec = data_spec(manifest)
+    if not images:
+        return SplitData(np.zeros((0, *spec.shape), np.float32), np.zeros((0,), np.int32))
+    return SplitData(np.concatenate(images)[:limit], np.concatenate(labels)[:limit])

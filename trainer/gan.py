@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.schema import DataSpec
 from trainer import losses, models
 from trainer.config import TrainConfig
 
@@ -38,11 +39,12 @@ def _adam(config: TrainConfig, learning_rate: float) -> keras.optimizers.Optimiz
 class Gan:
     """Networks, optimizers and the distributed train step. Build it inside ``strategy.scope()``."""
 
-    def __init__(self, config: TrainConfig, num_classes: int, strategy: tf.distribute.Strategy):
+    def __init__(self, config: TrainConfig, data: DataSpec, strategy: tf.distribute.Strategy):
         self.config = config
         self.strategy = strategy
+        self.data = data
         self.loss: losses.GanLoss = config.gan_loss
-        spec = config.model_spec(num_classes)
+        spec = config.model_spec(data)
         self.spec = spec
         self.generator = models.build_generator(config.architecture, spec)
         self.discriminator = models.build_discriminator(config.architecture, spec)

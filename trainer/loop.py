@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from common import schema, storage
+from common import storage
 from common.cli import UserError
 from trainer import config as config_lib
 from trainer import data
@@ -44,11 +44,12 @@ class TrainResult:
     weights_sha256: str = ""
 
 
-def sample_inputs(config: TrainConfig, digits: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed latents (and labels: one digit per row) so grids are comparable across steps."""
+def sample_inputs(config: TrainConfig, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed latents (and labels: one class per row, the first ten kept) so grids are comparable
+    across steps."""
     z = np.random.default_rng(config.seed).standard_normal((SAMPLE_GRID, config.latent_dim))
     rows = np.repeat(np.arange(10), SAMPLE_GRID // 10)
-    labels = np.asarray(digits, np.int32)[rows % len(digits)]
+    labels = np.asarray(list(classes) or [0], np.int32)[rows % max(len(classes), 1)]
     return z.astype(np.float32), labels
 
 
@@ -85,8 +86,9 @@ def train(
     workspace = Workspace(config, worker_id)
     workspace.check_access()
     manifest = data.read_manifest(config.data_dir)
+    spec = data.data_spec(manifest)
     with strategy.scope():
-        gan = Gan(config, schema.NUM_CLASSES, strategy)
+        gan = Gan(config, spec, strategy)
     store = CheckpointStore(
         workspace.checkpoint_target,
         gan.checkpoint_objects(),
@@ -130,7 +132,7 @@ def train(
         enabled=chief,
         deadline=started + config.max_minutes * 60 if config.max_minutes else None,
     )
-    sample_z, sample_labels = sample_inputs(config, manifest["digits"])
+    sample_z, sample_labels = sample_inputs(config, spec.kept)
     evaluate = _make_evaluator(config, manifest, gan) if chief and config.eval_every else None
     reporter.start(step)
     totals = dict.fromkeys(METRICS, 0.0)
@@ -144,8 +146,14 @@ def train(
         while step < config.train_steps:
             n = _next_event(step, config) - step
             began = time.perf_counter()
-            metrics, finite = train_steps(iterator, tf.constant(n, tf.int64))
-            finite = bool(finite)  # waits for the steps to finish
+            try:
+                metrics, finite = train_steps(iterator, tf.constant(n, tf.int64))
+                finite = bool(finite)  # waits for the steps to finish
+            except tf.errors.OpError as e:
+                known = data.input_error(e)
+                if known is None:
+                    raise
+                raise known from e
             train_seconds += time.perf_counter() - began
             if not finite:
                 values = {k: float(v) for k, v in metrics.items()}
@@ -224,22 +232,12 @@ def _check_same_data(config: TrainConfig, manifest: dict) -> None:
 
 def _make_evaluator(config: TrainConfig, manifest: dict, gan: Gan) -> Callable[[], dict]:
     """The export's evaluator, run on the sampler every --eval_every steps."""
-    from trainer import classifier as classifier_lib
     from trainer import evaluation
 
-    classifier = classifier_lib.load_or_train(
-        config.classifier_dir or classifier_lib.DEFAULT_CACHE, config.data_dir, manifest
+    evaluator = evaluation.make_evaluator(
+        config.data_dir, manifest, config.classifier_dir, config.eval_samples
     )
-    test = data.load_split(config.data_dir, manifest, "test")
-    return lambda: evaluation.evaluate_generator(
-        gan.sample,
-        classifier,
-        test.images,
-        config.latent_dim,
-        manifest["digits"],
-        config.conditional,
-        num_samples=config.eval_samples,
-    )
+    return lambda: evaluator.evaluate(gan.sample, config.latent_dim, config.conditional)
 
 
 def _make_stop_consensus(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:

@@ -1,9 +1,12 @@
 """Generator and discriminator architectures, a registry keyed by ``--architecture``.
 
 Every generator maps ``z`` [B, latent_dim] (and ``label`` [B] when conditional) to images
-[B, 28, 28, 1] in [-1, 1]; every discriminator maps images (and labels) to one logit per image.
-Architectures that work at another resolution (``upsample``: 32×32, as its seed pads MNIST)
-pad and crop inside the model, so the data contract and the exported signature never change.
+[B, H, W, C] in [-1, 1], the data's shape from its manifest; every discriminator maps images (and
+labels) to one logit per image. Architectures scale with the resolution: ``dcgan`` starts from
+H/4 × W/4 (7×7 for MNIST, 8×8 for 32) and adds a stride-2 block per doubling above 32;
+``upsample`` pads to a multiple of 32 inside the model (as its seed pads MNIST to 32×32) and
+crops back, so the data contract and the exported signature never change; ``dense`` works at any
+size.
 
 Conditioning: a generator with batch norm gets class-conditional batch norm (every norm layer
 scales and shifts per class); one without (``dense``) gets a label embedding concatenated to
@@ -19,13 +22,20 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
-from common import schema
+from common.cli import UserError
 from trainer import layers as gan_layers
+
+BASE_MAX = 8  # the generator's first feature map is at most BASE_MAX × BASE_MAX
+
+
+class ShapeError(UserError, ValueError):
+    """An architecture cannot produce the data's image shape."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     latent_dim: int = 128
+    image_shape: tuple[int, int, int] = (28, 28, 1)
     num_classes: int = 0  # 0: unconditional
     spectral_norm: bool = False
     width: int = 64  # channels (or units) of the first block; the rest scale from it
@@ -34,6 +44,28 @@ class ModelSpec:
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0
+
+    @property
+    def channels(self) -> int:
+        return self.image_shape[2]
+
+
+def upsampling_blocks(height: int, width: int, minimum: int = 2) -> int:
+    """Stride-2 blocks from the first feature map to H×W: at least ``minimum``, more until the
+    first map is at most BASE_MAX on a side (MNIST: 2, from 7×7; 32: 2; 64: 3; 128: 4)."""
+    blocks = minimum
+    while (
+        max(height, width) >> blocks > BASE_MAX
+        and height % (1 << (blocks + 1)) == 0
+        and width % (1 << (blocks + 1)) == 0
+    ):
+        blocks += 1
+    if height % (1 << blocks) or width % (1 << blocks):
+        raise ShapeError(
+            f"images of {height}x{width} are not divisible by {1 << blocks}; preprocess with "
+            "--image_size=32/64/128 or use --architecture=dense or upsample"
+        )
+    return blocks
 
 
 Norm = Callable[[keras.KerasTensor], keras.KerasTensor]
@@ -85,8 +117,9 @@ def _dense_generator(z: keras.KerasTensor, spec: ModelSpec, norm: NormFactory) -
     x = z
     for units in (spec.width * 4, spec.width * 8, spec.width * 16):
         x = _apply(x, layers.Dense(units), layers.LeakyReLU(0.2))
-    x = layers.Dense(schema.IMAGE_SIZE, activation="tanh", dtype="float32")(x)
-    return layers.Reshape(schema.IMAGE_SHAPE)(x)
+    size = spec.image_shape[0] * spec.image_shape[1] * spec.image_shape[2]
+    x = layers.Dense(size, activation="tanh", dtype="float32")(x)
+    return layers.Reshape(spec.image_shape)(x)
 
 
 def _dense_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
@@ -100,34 +133,35 @@ def _dense_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.Ker
 
 
 def _dcgan_generator(z: keras.KerasTensor, spec: ModelSpec, norm: NormFactory) -> keras.KerasTensor:
-    w = spec.width
+    height, width, channels = spec.image_shape
+    blocks = upsampling_blocks(height, width)
+    base_h, base_w, w = height >> blocks, width >> blocks, spec.width
     x = _apply(
         z,
-        layers.Dense(7 * 7 * w * 4, use_bias=False),
+        layers.Dense(base_h * base_w * w << blocks, use_bias=False),
         norm(),
         layers.LeakyReLU(),
-        layers.Reshape((7, 7, w * 4)),
+        layers.Reshape((base_h, base_w, w << blocks)),
     )
-    x = _apply(
-        x,
-        layers.Conv2DTranspose(w * 2, 5, strides=1, padding="same", use_bias=False),
-        norm(),
-        layers.LeakyReLU(),
-    )
-    x = _apply(
-        x,
-        layers.Conv2DTranspose(w, 5, strides=2, padding="same", use_bias=False),
-        norm(),
-        layers.LeakyReLU(),
-    )
+    # Channels halve from w·2^blocks down to w; the last block writes the image.
+    for i, strides in enumerate([1] + [2] * (blocks - 1)):
+        x = _apply(
+            x,
+            layers.Conv2DTranspose(
+                w << (blocks - 1 - i), 5, strides=strides, padding="same", use_bias=False
+            ),
+            norm(),
+            layers.LeakyReLU(),
+        )
     return layers.Conv2DTranspose(
-        1, 5, strides=2, padding="same", use_bias=False, activation="tanh", dtype="float32"
+        channels, 5, strides=2, padding="same", use_bias=False, activation="tanh", dtype="float32"
     )(x)
 
 
 def _dcgan_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
     x = image
-    for filters in (spec.width, spec.width * 2):
+    blocks = upsampling_blocks(*spec.image_shape[:2])
+    for filters in (spec.width << i for i in range(blocks)):
         conv = layers.Conv2D(filters, 5, strides=2, padding="same")
         x = _apply(x, _sn(conv, spec), layers.LeakyReLU(), _dropout(spec, 0.3))
     return layers.Flatten()(x)
@@ -136,32 +170,51 @@ def _dcgan_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.Ker
 # --- upsample: UpSampling2D + Conv2D at 32×32 (the fourth seed) --------------------------------
 
 
+def _padded(spec: ModelSpec) -> tuple[int, int, int]:
+    """The 32-multiple the upsample models work at, and the up-sampling blocks to reach it."""
+    height, width = (-(-side // 32) * 32 for side in spec.image_shape[:2])
+    return height, width, upsampling_blocks(height, width)
+
+
 def _upsample_generator(
     z: keras.KerasTensor, spec: ModelSpec, norm: NormFactory
 ) -> keras.KerasTensor:
     w = spec.width
-    x = _apply(z, layers.Dense(8 * 8 * w * 4), layers.LeakyReLU(0.2), layers.Reshape((8, 8, w * 4)))
-    for filters in (w * 2, w):
+    height, width, blocks = _padded(spec)
+    base_h, base_w = height >> blocks, width >> blocks
+    x = _apply(
+        z,
+        layers.Dense(base_h * base_w * w * 4),
+        layers.LeakyReLU(0.2),
+        layers.Reshape((base_h, base_w, w * 4)),
+    )
+    for i in range(blocks):
         x = _apply(
             x,
             layers.UpSampling2D(),
-            layers.Conv2D(filters, 3, padding="same"),
+            layers.Conv2D(max(w, w * 2 >> i), 3, padding="same"),
             norm(momentum=0.8),
             layers.LeakyReLU(0.2),
         )
-    x = layers.Conv2D(1, 3, padding="same", activation="tanh", dtype="float32")(x)
-    return layers.Cropping2D(2)(x)  # 32×32 → 28×28
+    x = layers.Conv2D(spec.channels, 3, padding="same", activation="tanh", dtype="float32")(x)
+    top, left = (height - spec.image_shape[0]) // 2, (width - spec.image_shape[1]) // 2
+    crop = ((top, height - spec.image_shape[0] - top), (left, width - spec.image_shape[1] - left))
+    return layers.Cropping2D(crop)(x)  # MNIST: 32×32 → 28×28
 
 
-def _pad_with_background(image: keras.KerasTensor) -> keras.KerasTensor:
-    # Pad 28→32 with the background value -1, as the seed pads MNIST, not with 0 (mid-grey).
-    return layers.ZeroPadding2D(2)(image + 1.0) - 1.0
+def _pad_with_background(image: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    # Pad with the background value -1, as the seed pads MNIST, not with 0 (mid-grey).
+    height, width, _ = _padded(spec)
+    top, left = (height - spec.image_shape[0]) // 2, (width - spec.image_shape[1]) // 2
+    pad = ((top, height - spec.image_shape[0] - top), (left, width - spec.image_shape[1] - left))
+    return layers.ZeroPadding2D(pad)(image + 1.0) - 1.0
 
 
 def _upsample_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
-    x = _pad_with_background(image)
-    for filters, strides in ((spec.width, 1), (spec.width * 2, 2), (spec.width * 4, 2)):
-        conv = layers.Conv2D(filters, 3, strides=strides, padding="same")
+    x = _pad_with_background(image, spec)
+    blocks = _padded(spec)[2]
+    for i, strides in enumerate([1] + [2] * blocks):
+        conv = layers.Conv2D(spec.width << min(i, blocks), 3, strides=strides, padding="same")
         x = _apply(x, _sn(conv, spec), layers.LeakyReLU(0.2), _dropout(spec, 0.0))
     return layers.Flatten()(x)
 
@@ -206,7 +259,7 @@ def build_generator(name: str, spec: ModelSpec) -> keras.Model:
 
 
 def build_discriminator(name: str, spec: ModelSpec) -> keras.Model:
-    image = keras.Input(schema.IMAGE_SHAPE, name="image")
+    image = keras.Input(spec.image_shape, name="image")
     inputs = [image]
     features = ARCHITECTURES[name].discriminator_body(image, spec)
     logit = _sn(layers.Dense(1, dtype="float32"), spec)(features)

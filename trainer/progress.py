@@ -17,11 +17,11 @@ from common import schema, storage
 
 
 def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
-    """[N, H, W, 1] in [-1, 1] → one uint8 [rows*H, cols*W] image, row-major."""
-    n, h, w = images.shape[:3]
+    """[N, H, W, C] in [-1, 1] → one uint8 [rows*H, cols*W, C] image, row-major."""
+    n, h, w, c = images.shape
     cols = int(np.ceil(n / rows))
-    pixels = schema.denormalize(images[..., 0])
-    grid = np.zeros((rows * h, cols * w), np.uint8)
+    pixels = schema.denormalize(images)
+    grid = np.zeros((rows * h, cols * w, c), np.uint8)
     for i in range(n):
         r, c = divmod(i, cols)
         grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = pixels[i]
@@ -31,7 +31,7 @@ def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
 def png_bytes(grid: np.ndarray, scale: int = 2) -> bytes:
     from PIL import Image
 
-    image = Image.fromarray(grid, mode="L")
+    image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
     if scale > 1:
         image = image.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
     buffer = io.BytesIO()
@@ -166,13 +166,9 @@ class Reporter:
         record.update({f"eval_{k}": float(v) for k, v in metrics.items()})
         record["eval_seconds"] = seconds
         if self.enabled:
-            print(
-                f"eval {step:>7d}  {seconds:.0f}s  FD {metrics['frechet_distance']:.3f}  "
-                f"score {metrics['classifier_score']:.2f}  "
-                f"min class {metrics['min_class_share']:.3f}  "
-                f"precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}",
-                flush=True,
-            )
+            from trainer import evaluation
+
+            print(f"eval {step:>7d}  {seconds:.0f}s  {evaluation.summary(metrics)}", flush=True)
             self._append(record)
         return record
 
@@ -197,7 +193,7 @@ class Reporter:
         path = os.path.join(self.job_dir, "samples", sample_name(step))
         storage.write_bytes(path, png_bytes(grid))
         with self._writer.as_default(step=step):
-            tf.summary.image("samples", grid[None, :, :, None], max_outputs=1)
+            tf.summary.image("samples", grid[None], max_outputs=1)
         self._writer.flush()
         return path
 

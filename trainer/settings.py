@@ -95,12 +95,18 @@ class TrainConfig:
 
         return losses.LOSSES[self.loss]
 
-    def model_spec(self, num_classes: int):
+    def model_spec(self, data):
+        """The networks' spec for ``data`` (a schema.DataSpec from the data's manifest)."""
         from trainer import models
 
+        if self.conditional and not data.labelled:
+            raise models.ShapeError(
+                f"--conditional: {data.name} is unlabelled; train it with --noconditional"
+            )
         return models.ModelSpec(
             latent_dim=self.latent_dim,
-            num_classes=num_classes if self.conditional else 0,
+            image_shape=data.shape,
+            num_classes=data.num_classes if self.conditional else 0,
             spectral_norm=self.spectral_norm,
             width=self.model_width,
             dropout=self.d_dropout,
