@@ -88,7 +88,9 @@ def read_records(data_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     compression = "GZIP" if manifest["compression"] == "gzip" else ""
     images, labels = [], []
     for raw in tf.data.TFRecordDataset(files, compression_type=compression):
-        example = tf.io.parse_single_example(raw, schema.feature_spec())
+        example = tf.io.parse_single_example(
+            raw, schema.feature_spec(schema.DataSpec.from_manifest(manifest))
+        )
         images.append(example["image"].numpy())
         labels.append(int(example["label"]))
     return np.array(images, np.float32), np.array(labels, np.int64)
