@@ -35,7 +35,6 @@ def run_tutorial(data_dir: str, minutes: float, classifier_dir: str, out: str) -
     """In a child process: train the tutorial for ``minutes``, evaluate, write JSON to ``out``."""
     from benchmarks.tutorial import NOISE_DIM, Tutorial
     from preprocessing import sources
-    from trainer import classifier as classifier_lib
     from trainer import data, evaluation
 
     files = sources.resolve_idx_dir(bench.BUNDLED_MNIST)
@@ -48,11 +47,8 @@ def run_tutorial(data_dir: str, minutes: float, classifier_dir: str, out: str) -
         steps += 1
     elapsed = time.monotonic() - start
     manifest = data.read_manifest(data_dir)
-    classifier = classifier_lib.load_or_train(classifier_dir, data_dir, manifest)
-    test = data.load_split(data_dir, manifest, "test").images
-    metrics = evaluation.evaluate_generator(
-        tutorial.generate, classifier, test, NOISE_DIM, manifest["digits"], conditional=False
-    )
+    evaluator = evaluation.make_evaluator(data_dir, manifest, classifier_dir)
+    metrics = evaluator.evaluate(tutorial.generate, NOISE_DIM, conditional=False)
     with open(out, "w") as f:
         json.dump({"steps": steps, "images": steps * 256, "seconds": elapsed, "model": metrics}, f)
 

@@ -133,8 +133,8 @@ class ProjectRunner:
             xla=xla,
         )
         strategy = tf.distribute.get_strategy()
-        self.gan = Gan(config, 10, strategy)
         manifest = data.read_manifest(data_dir)
+        self.gan = Gan(config, data.data_spec(manifest), strategy)
         dataset = strategy.distribute_datasets_from_function(
             data.make_dataset_fn(data_dir, manifest, batch_size, 1, 0, start_step=0)
         )

@@ -428,7 +428,7 @@ class TfdsSource(Source):
         features = builder.info.features
         if "image" not in features:
             raise SourceError(f"tfds: {self.spec} has no 'image' feature ({sorted(features)})")
-        label = features.get("label", None)
+        label = features["label"] if "label" in features else None  # noqa: SIM401 (no .get)
         class_names = tuple(getattr(label, "names", None) or ())
         counts = {
             ours: self._count(builder, theirs)

@@ -273,7 +273,10 @@ def split_dataset(
         )
     else:
         records = record_stream(shards, files, size, shuffle_buffer(spec, size), seed, 0).take(size)
-    return records.batch(batch).map(parser(spec)).prefetch(tf.data.AUTOTUNE)
+    batches = records.batch(batch).map(parser(spec))
+    # Known length: Keras then neither guesses it nor warns that the input ran out.
+    batches = batches.apply(tf.data.experimental.assert_cardinality(-(-size // batch)))
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def load_examples(data_dir: str, manifest: dict, split: str, limit: int | None = None) -> SplitData:

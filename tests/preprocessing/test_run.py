@@ -102,7 +102,7 @@ def test_digits_keeps_only_those_classes(tiny_source, tmp_path):
     _, labels = helpers.read_records(out, "train")
     assert set(labels.tolist()) == {0, 3}
     manifest = helpers.read_manifest(out)
-    assert manifest["digits"] == [0, 3]
+    assert manifest["kept_classes"] == [0, 3]
     # Against the source, not the job's own records: a job that dropped examples would agree
     # with itself.
     _, source_labels, _ = sources.load_split(
