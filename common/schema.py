@@ -211,6 +211,12 @@ def validate_manifest(manifest: Any, where: str) -> dict:
 def _validate_split(split: Any, where: str, num_classes: int) -> None:
     if not isinstance(split, dict):
         raise ManifestError(f"{where} is not an object")
+    for file_name in split.get("files") or []:
+        if not isinstance(file_name, str) or not _PLAIN_NAME.match(file_name):
+            raise ManifestError(
+                f"{where}: lists {str(file_name)[:80]!r}, not a plain file name in the data "
+                "directory"
+            )
     counts = split.get("class_counts")
     if not isinstance(counts, list) or len(counts) != num_classes:
         raise ManifestError(f"{where}: class_counts is not a list of {num_classes}")
@@ -227,12 +233,6 @@ def _validate_split(split: Any, where: str, num_classes: int) -> None:
         )
     if not split.get("files"):
         raise ManifestError(f"{where}: lists no files")
-    for file_name in split["files"]:
-        if not isinstance(file_name, str) or not _PLAIN_NAME.match(file_name):
-            raise ManifestError(
-                f"{where}: lists {str(file_name)[:80]!r}, not a plain file name in the data "
-                "directory"
-            )
 
 
 def parse_manifest(text: str, where: str) -> dict:

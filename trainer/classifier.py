@@ -120,7 +120,7 @@ def train(data_dir: str, manifest: dict, epochs: int = 3, seed: int = 0) -> Clas
     )
     try:
         for epoch in range(epochs):  # each epoch its own shuffle, streamed from the shards
-            model.fit(split("train", seed + epoch), epochs=1, verbose=0)
+            model.fit(split("train", seed + epoch), epochs=1, shuffle=False, verbose=0)
             _epoch_line(model, epoch, epochs, started)
         _, accuracy = model.evaluate(split("test", None), verbose=0)
     except tf.errors.OpError as e:

@@ -7,6 +7,7 @@ callable (set by SIGTERM); storage details live in ``checkpoint.py`` and ``progr
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -209,6 +210,10 @@ def train(
                 break
     finally:
         reporter.close()
+        # Stop the input pipeline now: an error's traceback keeps this frame (and the iterator)
+        # alive, and tf.data threads calling into Python during interpreter exit abort it.
+        del iterator, dataset
+        gc.collect()
     return TrainResult(step, stopped_by, store.latest, last_metrics, gan.fingerprint())
 
 

@@ -256,8 +256,8 @@ def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tiny_data_di
 
     manifest = data.read_manifest(tiny_data_dir)
     classifier = classifier_lib.load_or_train(str(tmp_path / "cls"), tiny_data_dir, manifest)
-    train = data.load_split(tiny_data_dir, manifest, "train").images
-    test = data.load_split(tiny_data_dir, manifest, "test").images
+    train = data.load_examples(tiny_data_dir, manifest, "train").images
+    test = data.load_examples(tiny_data_dir, manifest, "test").images
     real = evaluation.compare(classifier, test, train)
     rng = np.random.default_rng(0)
     noise = rng.uniform(-1, 1, train.shape).astype(np.float32)

@@ -314,7 +314,9 @@ def _without(key):
 
 def _shard_named(name):
     def edit(m):
-        m["splits"]["train"]["files"][0] = name
+        split = m["splits"]["train"]
+        split["file_examples"][name] = split["file_examples"].pop(split["files"][0])
+        split["files"][0] = name
         return m
 
     return edit
