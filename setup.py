@@ -19,6 +19,8 @@ setuptools.setup(
         "apache-beam[gcp]>=2.77,<2.78",
         "google-cloud-storage>=3.17,<4",
         "numpy>=2,<3",
+        "pillow>=12,<13",
+        "scipy>=1.14,<2",
         "tensorflow>=2.21,<2.22",
         "tensorboard>=2.21,<2.22",
     ],

@@ -141,7 +141,9 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
     storage.write_text(in_progress, json.dumps({"weights_sha256": fingerprint}) + "\n")
     manifest = data.read_manifest(config.data_dir)
     num_samples = min(eval_samples, evaluation.NUM_SAMPLES)
-    evaluator = evaluation.make_evaluator(config.data_dir, manifest, classifier_dir, num_samples)
+    evaluator = evaluation.make_evaluator(
+        config.data_dir, manifest, classifier_dir, num_samples, config.feature_extractor
+    )
     train = data.load_examples(config.data_dir, manifest, "train", 5 * num_samples)
     classifier = evaluator.classifier
     metrics = {
@@ -151,6 +153,7 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
         "generator": "ema" if gan.ema_generator is not None else "live",
         "num_samples": num_samples,
         "classifier_test_accuracy": classifier.test_accuracy if classifier else None,
+        "feature_space": evaluator.feature_space,
         "model": evaluator.evaluate(gan.sample, config.latent_dim, config.conditional),
         "real_floor": evaluator.real_floor(train.images),
     }

@@ -134,13 +134,7 @@ def write(out_dir: str, gan, config, manifest: dict, metrics: dict, job_dir: str
         f"{kind} {config.architecture} GAN, {config.loss} loss, width {config.model_width}, "
         f"on {spec.describe()}"
     )
-    if metrics.get("classifier_test_accuracy") is None:
-        feature_note = "by the sliced Wasserstein distance of Laplacian-pyramid patches"
-    else:
-        feature_note = (
-            "in the feature space of a classifier with "
-            f"{metrics['classifier_test_accuracy']:.4f} test accuracy"
-        )
+    feature_note = f"in {metrics['feature_space']}"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>GAN gallery: {html.escape(model_name)}, step {metrics["step"]}</title>

@@ -18,13 +18,7 @@ def render(config, manifest: dict, metrics: dict) -> str:
         if config.conditional
         else ""
     )
-    if metrics.get("classifier_test_accuracy") is None:
-        scored = "by the sliced Wasserstein distance of Laplacian-pyramid patches (×10³)"
-    else:
-        scored = (
-            "in the feature space of a classifier with "
-            f"{metrics['classifier_test_accuracy']:.4f} test accuracy"
-        )
+    scored = f"in {metrics['feature_space']}"
     rows = "\n".join(
         f"| {k} | {v:.4f} | {floor[k]:.4f} |" if k in floor else f"| {k} | {v:.4f} | — |"
         for k, v in model.items()

@@ -19,12 +19,11 @@ import dataclasses
 import functools
 import hashlib
 import re
-import socket
 from collections.abc import Iterator
 
 import numpy as np
 
-from common import storage
+from common import network, storage
 from common.cli import UserError
 from preprocessing import idx, images
 
@@ -36,7 +35,6 @@ SPLITS = ("train", "test")
 CHECKSUMS_NAME = "SHA256SUMS"
 TFDS_PREFIX = "tfds:"
 TFDS_PROBE_HOST = "storage.googleapis.com"
-TFDS_PROBE_TIMEOUT_S = 10.0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 STACKED_SEED = 0
 
@@ -379,13 +377,12 @@ class FolderSource(Source):
 
 def _probe_download_host(name: str) -> None:
     """Fail fast offline instead of letting a download hang on retries."""
-    try:
-        socket.create_connection((TFDS_PROBE_HOST, 443), timeout=TFDS_PROBE_TIMEOUT_S).close()
-    except OSError as e:
+    reason = network.unreachable(TFDS_PROBE_HOST)
+    if reason:
         raise SourceError(
-            f"tfds: {name} is not prepared and {TFDS_PROBE_HOST} is unreachable ({e}); run "
+            f"tfds: {name} is not prepared and {TFDS_PROBE_HOST} is unreachable ({reason}); run "
             "online, pass --tfds_data_dir holding a prepared copy, or use --source=DIR"
-        ) from e
+        )
 
 
 class TfdsSource(Source):

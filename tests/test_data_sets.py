@@ -93,6 +93,18 @@ def served_shape(export: str, latent_dim: int, labels: list[int] | None, cwd: st
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def assert_gallery_renders(export: str, *texts: str) -> None:
+    """The gallery loads in headless Chromium: no errors, every image, no sideways scroll."""
+    if browser.chromium_path() is None:
+        pytest.skip("Debian's chromium is not installed")
+    report = browser.inspect_page(f"file://{os.path.join(export, 'gallery', 'index.html')}")
+    assert report.errors == []
+    assert all(image["complete"] and image["width"] > 0 for image in report.images)
+    assert report.scroll_width <= report.viewport_width
+    for text in texts:
+        assert text in report.title + report.text, text
+
+
 def test_idx_of_another_size_and_class_count(tmp_path):
     rng = np.random.default_rng(0)
     pixels = {
@@ -111,6 +123,7 @@ def test_idx_of_another_size_and_class_count(tmp_path):
     )
     export = train_and_export(str(tmp_path / "data"), str(tmp_path), "--conditional")
     assert served_shape(export, 16, [0, 2], str(tmp_path)) == [2, 32, 32, 1]
+    assert_gallery_renders(export, "idx (32×32×1, 3 classes)", "rows are the classes 0, 1, 2")
 
 
 def test_labelled_rgb_folder_trains_exports_and_renders(tmp_path):
@@ -130,13 +143,7 @@ def test_labelled_rgb_folder_trains_exports_and_renders(tmp_path):
     with open(os.path.join(export, "README.md")) as f:
         card = f.read()
     assert "# pets GAN generator" in card and "digit" not in card and "[batch, 32, 32, 3]" in card
-    if browser.chromium_path() is None:
-        pytest.skip("Debian's chromium is not installed")
-    report = browser.inspect_page(f"file://{os.path.join(export, 'gallery', 'index.html')}")
-    assert report.errors == [] and "pets (32×32×3, 2 classes)" in report.title
-    assert "rows are the classes cats, dogs" in report.text
-    assert all(image["complete"] and image["width"] > 0 for image in report.images)
-    assert report.scroll_width <= report.viewport_width
+    assert_gallery_renders(export, "pets (32×32×3, 2 classes)", "rows are the classes cats, dogs")
 
 
 def test_unlabelled_folder_is_scored_by_sliced_wasserstein(tmp_path):
@@ -161,6 +168,7 @@ def test_unlabelled_folder_is_scored_by_sliced_wasserstein(tmp_path):
     # Real images are closer to real images than four steps of training are.
     assert metrics["real_floor"]["sliced_wasserstein"] < metrics["model"]["sliced_wasserstein"]
     assert served_shape(export, 16, None, str(tmp_path)) == [2, 64, 64, 3]
+    assert_gallery_renders(export, "faces (64×64×3, unlabelled)", "sliced Wasserstein")
 
 
 def test_stacked_mnist_stacks_three_digits_and_keeps_them(tmp_path):
@@ -211,6 +219,7 @@ def test_tfds_data_sets_through_their_real_builders(name, shape, classes, tmp_pa
     assert manifest["splits"]["train"]["num_examples"] == 40
     export = train_and_export(out, str(tmp_path), "--conditional")
     assert served_shape(export, 16, [1, 2], str(tmp_path)) == [2, *shape]
+    assert_gallery_renders(export, f"{name} ({shape[0]}×{shape[1]}×{shape[2]}, 10 classes)")
 
 
 def test_bad_images_are_counted_named_and_fail_over_the_limit(tmp_path):
@@ -247,3 +256,35 @@ def test_a_manifest_of_another_version_is_one_line(version, message, tiny_data_d
         "trainer.task", f"--data_dir={data}", f"--job_dir={tmp_path / 'job'}", *FEW_STEPS
     )
     helpers.assert_one_line_error(proc, "trainer", message)
+
+
+def test_stacked_mnist_trains_and_is_scored_by_modes(tmp_path):
+    source = helpers.tiny_mnist(str(tmp_path / "idx"), n_train=300, n_test=100)
+    data = str(tmp_path / "data")
+    preprocess(source, data, "--stacked_mnist", "--stacked_examples=300")
+    export = train_and_export(data, str(tmp_path), "--noconditional")
+    with open(os.path.join(export, "metrics.json")) as f:
+        metrics = json.load(f)
+    model, floor = metrics["model"], metrics["real_floor"]
+    assert {"modes_covered", "mode_kl", "sliced_wasserstein"} <= set(model)
+    assert 1 <= model["modes_covered"] <= 1000 and model["mode_kl"] >= 0
+    # The floor scores 100 real stacks: at most 100 modes, KL to uniform at least log(1000/100).
+    assert floor["modes_covered"] <= 100 and floor["mode_kl"] >= np.log(10) - 1e-9
+    assert served_shape(export, 16, None, str(tmp_path)) == [2, 28, 28, 3]
+    assert_gallery_renders(export, "stacked_idx (28×28×3, 1000 classes)", "modes")
+
+
+def test_inception_features_offline_are_one_line(tiny_data_dir, tmp_path):
+    """Online, --feature_extractor=inception_v3 downloads Keras' ImageNet weights once; offline
+    and without a cached copy the trainer stops at once with one line."""
+    proc = helpers.run_module(
+        "trainer.task",
+        f"--data_dir={tiny_data_dir}",
+        f"--job_dir={tmp_path / 'job'}",
+        *FEW_STEPS,
+        "--feature_extractor=inception_v3",
+        env={"KERAS_HOME": str(tmp_path / "keras")},
+    )
+    helpers.assert_one_line_error(
+        proc, "trainer", "--feature_extractor=inception_v3: the ImageNet weights are not in"
+    )

@@ -207,3 +207,50 @@ def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
     }
     storage.write_text(info_path, json.dumps(info, indent=2) + "\n")  # written last: the commit
     return classifier
+
+
+INCEPTION_WEIGHTS = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"
+INCEPTION_HOST = "storage.googleapis.com"
+INCEPTION_SIZE = 299
+
+
+class InceptionFeatures(Classifier):
+    """Keras' ImageNet InceptionV3: 2048-d pool features and 1,000-class softmax (standard FID
+    and Inception Score). Images are resized to 299×299, grey repeated to RGB; [-1, 1] is already
+    Inception's input range."""
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+        self.test_accuracy = None
+        self._extractor = keras.Model(
+            model.input, [model.get_layer("avg_pool").output, model.get_layer("predictions").output]
+        )
+
+    def features_and_probs(self, images: np.ndarray, batch: int = 100):
+        feats, probs = [], []
+        for start in range(0, len(images), batch):
+            x = tf.image.resize(images[start : start + batch], (INCEPTION_SIZE, INCEPTION_SIZE))
+            if x.shape[-1] == 1:
+                x = tf.repeat(x, 3, axis=-1)
+            f, p = self._extractor(x, training=False)
+            feats.append(np.asarray(f, np.float64))
+            probs.append(np.asarray(p, np.float64))
+        return np.concatenate(feats), np.concatenate(probs)
+
+
+def inception() -> InceptionFeatures:
+    """InceptionV3 with ImageNet weights; offline without a cached copy, one line at once."""
+    from common import network
+
+    cached = os.path.join(
+        os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models", INCEPTION_WEIGHTS
+    )
+    if not os.path.exists(cached):
+        reason = network.unreachable(INCEPTION_HOST)
+        if reason:
+            raise ClassifierError(
+                f"--feature_extractor=inception_v3: the ImageNet weights are not in {cached} and "
+                f"{INCEPTION_HOST} is unreachable ({reason}); run once online, or use "
+                "--feature_extractor=own"
+            )
+    return InceptionFeatures(keras.applications.InceptionV3(weights="imagenet"))

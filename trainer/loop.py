@@ -240,7 +240,11 @@ def _make_evaluator(config: TrainConfig, manifest: dict, gan: Gan) -> Callable[[
     from trainer import evaluation
 
     evaluator = evaluation.make_evaluator(
-        config.data_dir, manifest, config.classifier_dir, config.eval_samples
+        config.data_dir,
+        manifest,
+        config.classifier_dir,
+        config.eval_samples,
+        config.feature_extractor,
     )
     return lambda: evaluator.evaluate(gan.sample, config.latent_dim, config.conditional)
 

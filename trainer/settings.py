@@ -82,6 +82,13 @@ class TrainConfig:
     )
     eval_every: int = setting(0, "Steps between evaluations (FD, scores); 0: off.")
     eval_samples: int = setting(10_000, "Samples per evaluation.")
+    feature_extractor: str = setting(
+        "own",
+        "Feature space of the Fréchet distance: 'own' (the pipeline's classifier per data set; "
+        "SWD when unlabelled) or 'inception_v3' (Keras' ImageNet weights: the standard FID; "
+        "downloaded once, online).",
+        choices=("own", "inception_v3"),
+    )
     classifier_dir: str = setting(
         "", "Cache of evaluation classifiers (default: a private temp dir; local or gs://)."
     )
