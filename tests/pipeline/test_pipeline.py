@@ -250,9 +250,18 @@ def test_export_dir_that_is_not_an_export_of_ours_is_refused(
     assert helpers.snapshot(str(export)) == before
 
 
-def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tiny_data_dir, tmp_path):
+def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tmp_path):
     from trainer import classifier as classifier_lib
     from trainer import data, evaluation
+
+    # 2,048 images: a classifier on 512 reaches only 66-74% (by training order) and its features
+    # are too blunt to test the metrics with.
+    tiny_data_dir = str(tmp_path / "data")
+    source = helpers.tiny_mnist(str(tmp_path / "idx"), n_train=2048, n_test=512)
+    proc = helpers.run_module(
+        "preprocessing.run", f"--source={source}", f"--output_dir={tiny_data_dir}"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
     manifest = data.read_manifest(tiny_data_dir)
     classifier = classifier_lib.load_or_train(str(tmp_path / "cls"), tiny_data_dir, manifest)
@@ -263,9 +272,11 @@ def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tiny_data_di
     noise = rng.uniform(-1, 1, train.shape).astype(np.float32)
     fake = evaluation.compare(classifier, test, noise)
     assert real["frechet_distance"] * 10 < fake["frechet_distance"]
-    # A classifier trained on 512 images has blunt features; noise still lands far outside.
-    assert real["precision"] > 0.5 and fake["precision"] < real["precision"] / 3
-    assert real["recall"] > 0.5
+    # Noise collapses to a corner of feature space that the k-NN ball of some real outlier
+    # covers, so its *precision* is high (the outlier weakness Naeem et al. 2020 describe); its
+    # recall shows it: no real image lies near the noise.
+    assert real["precision"] > 0.5
+    assert real["recall"] > 0.5 and fake["recall"] < real["recall"] / 3
     assert real["classifier_score"] > 2 * fake["classifier_score"]
     assert real["min_class_share"] > 0.03
     again = evaluation.compare(classifier, test, train)
