@@ -343,7 +343,8 @@ class FolderSource(Source):
         test = [item for item in labelled if _test_share(item[0]) < self.test_percent]
         if not test:
             test = [min(labelled, key=lambda item: _test_share(item[0]))]
-        train = [item for item in labelled if item not in set(test)]
+        held_out = set(test)
+        train = [item for item in labelled if item not in held_out]
         if not train:
             raise SourceError(f"{self.location}: too few images for a train and a test split")
         return {"train": tuple(train), "test": tuple(test)}
