@@ -290,3 +290,37 @@ def test_inception_features_offline_are_one_line(tiny_data_dir, tmp_path):
     helpers.assert_one_line_error(
         proc, "trainer", "--feature_extractor=inception_v3: the ImageNet weights are not in"
     )
+
+
+def test_an_image_folder_in_a_bucket_trains_from_the_bucket(gcs, tmp_path):
+    """gs:// alike: a folder of PNG/JPEG objects → shards in the bucket → training reads them
+    through its local window; the records equal those of the same folder on disk."""
+    from common import storage
+    from tests.gcs import BUCKET
+
+    local = write_folder(str(tmp_path / "pets"), ["cats", "dogs"], 10, (32, 32))
+    for rel in storage.list_tree(local):
+        storage.copy_file(os.path.join(local, *rel.split("/")), f"gs://{BUCKET}/pets/{rel}")
+    out = f"gs://{BUCKET}/pets-data"
+    proc = helpers.run_module(
+        "preprocessing.run", f"--source=gs://{BUCKET}/pets", f"--output_dir={out}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    in_bucket = json.loads(gcs.read("pets-data/manifest.json"))
+    on_disk = preprocess(local, str(tmp_path / "disk-data"))
+    assert in_bucket["class_names"] == on_disk["class_names"] == ["cats", "dogs"]
+    for split in ("train", "test"):
+        assert (
+            in_bucket["splits"][split]["source_content_sha256"]
+            == (on_disk["splits"][split]["source_content_sha256"])
+        )
+    proc = helpers.run_module(
+        "trainer.task",
+        f"--data_dir={out}",
+        f"--job_dir={tmp_path / 'job'}",
+        *FEW_STEPS,
+        "--conditional",
+        f"--scratch_dir={tmp_path / 'scratch'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "step       4/4" in proc.stdout
