@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Collection, Mapping
 
 from common.cli import UserError
@@ -151,6 +152,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         f"--label_smoothing applies to cross-entropy losses, not --loss={config.loss}",
     )
     _check(config.training_ratio >= 1, "--training_ratio must be >= 1")
+    for name in ("r1_gamma", "r2_gamma", "gp_weight"):
+        value = getattr(config, name)
+        _check(value is None or 0.0 <= value < math.inf, f"--{name}={value}: must be >= 0")
+    _check(config.penalty_every >= 1, "--penalty_every must be >= 1 (1: every step)")
     # One step holds batch × ratio images at once; beyond these it only runs out of memory.
     _check(
         config.training_ratio <= 100, f"--training_ratio={config.training_ratio}: must be <= 100"

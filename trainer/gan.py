@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.schema import DataSpec
-from trainer import losses, models
+from trainer import losses, models, penalties
 from trainer.config import TrainConfig
 
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_penalty", "d_grad_norm", "g_grad_norm")
@@ -120,21 +120,12 @@ class Gan:
 
     def _discriminator_loss(
         self, real, fake, labels, step, substep
-    ) -> tuple[tf.Tensor, dict, tf.Tensor]:
-        """(mean loss, per-example metrics, fake logits) of one discriminator evaluation."""
+    ) -> tuple[tf.Tensor, dict, tf.Tensor, tf.Tensor]:
+        """(mean loss, per-example metrics, real logits, fake logits) of one D evaluation."""
         real_logits = self.discriminator(self._inputs(real, labels), training=True)
         fake_logits = self.discriminator(self._inputs(fake, labels), training=True)
         per_example = self.loss.discriminator(real_logits, fake_logits, self.config.label_smoothing)
-        penalty = tf.zeros_like(per_example)
-        if self.loss.gradient_penalty:
-            alpha = self._stateless(ALPHA_STREAM, step, substep, (1, 1, 1))
-            penalty = losses.gradient_penalty(
-                lambda x: self.discriminator(self._inputs(x, labels), training=True),
-                real,
-                tf.cast(fake, real.dtype),
-                alpha,
-            )
-            per_example = per_example + self.loss.gradient_penalty * penalty
+        penalty = self._penalties(real, tf.cast(fake, real.dtype), labels, step, substep)
         report = tf.sigmoid if self.loss.probabilistic else tf.identity
         metrics = {
             "d_loss": per_example,
@@ -142,7 +133,36 @@ class Gan:
             "d_fake": report(fake_logits),
             "grad_penalty": penalty,
         }
-        return self._average(per_example), metrics, fake_logits
+        return self._average(per_example + penalty), metrics, real_logits, fake_logits
+
+    def _penalties(self, real, fake, labels, step, substep) -> tf.Tensor:
+        """The weighted sum of the configured penalties per example; lazily every k-th step."""
+        weights = self.config.penalty_weights
+        if not weights:
+            return tf.zeros([tf.shape(real)[0]])
+
+        def critic(images: tf.Tensor) -> tf.Tensor:
+            return self.discriminator(self._inputs(images, labels), training=True)
+
+        def weighted_sum() -> tf.Tensor:
+            terms = {
+                "r1": lambda: penalties.zero_centred(critic, real),
+                "r2": lambda: penalties.zero_centred(critic, fake),
+                "gp": lambda: penalties.wasserstein_gp(
+                    critic, real, fake, self._stateless(ALPHA_STREAM, step, substep, (1, 1, 1))
+                ),
+            }
+            return tf.add_n([weight * terms[name]() for name, weight in weights.items()])
+
+        every = self.config.penalty_every
+        if every == 1:
+            return weighted_sum()
+        # A cond, not a multiply by zero: the skipped steps skip the double backprop's cost.
+        return tf.cond(
+            tf.equal(step % every, 0),
+            lambda: float(every) * weighted_sum(),
+            lambda: tf.zeros([tf.shape(real)[0]]),
+        )
 
     def _average(self, per_example: tf.Tensor) -> tf.Tensor:
         return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
@@ -163,7 +183,7 @@ class Gan:
         z = self._stateless(NOISE_STREAM, step, substep, (self.spec.latent_dim,))
         fake = self.generator(self._inputs(z, labels), training=True)
         with tf.GradientTape() as tape:
-            d_loss, _, _ = self._discriminator_loss(real, fake, labels, step, substep)
+            d_loss, _, _, _ = self._discriminator_loss(real, fake, labels, step, substep)
         self._apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
         return tf.cast(d_loss, tf.float32)
 
@@ -172,10 +192,10 @@ class Gan:
         z = self._stateless(NOISE_STREAM, step, substep, (self.spec.latent_dim,))
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = self.generator(self._inputs(z, labels), training=True)
-            d_loss, metrics, fake_logits = self._discriminator_loss(
+            d_loss, metrics, real_logits, fake_logits = self._discriminator_loss(
                 real, fake, labels, step, substep
             )
-            g_per_example = self.loss.generator(fake_logits)
+            g_per_example = self.loss.generator(tf.stop_gradient(real_logits), fake_logits)
             g_loss = self._average(g_per_example)
         d_norm = self._apply(
             self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_variables

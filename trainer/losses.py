@@ -2,7 +2,9 @@
 
 Each loss maps discriminator logits to per-example losses; the train step averages them over
 the global batch (so N replicas compute the same update as one device). All formulas take raw
-logits: sigmoid cross-entropy is computed with ``softplus`` for numerical stability.
+logits: sigmoid cross-entropy is computed with ``softplus`` for numerical stability. The
+generator's loss sees the real logits too (constants to it): the relativistic loss pairs them.
+Gradient penalties are not losses: ``penalties.py``, weighted by their own flags.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ Tensor = tf.Tensor
 @dataclasses.dataclass(frozen=True)
 class GanLoss:
     discriminator: Callable[[Tensor, Tensor, float], Tensor]  # (real, fake, smoothing) → [B]
-    generator: Callable[[Tensor], Tensor]  # fake logits → [B]
-    gradient_penalty: float = 0.0  # weight of the WGAN-GP penalty on the critic
+    generator: Callable[[Tensor, Tensor], Tensor]  # (real, fake) → [B]
+    gp_weight: float = 0.0  # the WGAN-GP penalty's weight when --gp_weight is not given
     probabilistic: bool = True  # logits are log-odds: report D(x) as sigmoid(logit)
     supports_label_smoothing: bool = False
     description: str = ""
@@ -39,20 +41,20 @@ def _unused_smoothing(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable:
 LOSSES: dict[str, GanLoss] = {
     "non_saturating": GanLoss(
         discriminator=_bce_discriminator,
-        generator=lambda fake: tf.nn.softplus(-fake),  # -log D(G(z))
+        generator=lambda real, fake: tf.nn.softplus(-fake),  # -log D(G(z))
         supports_label_smoothing=True,
         description="BCE from logits; G maximizes log D(G(z)) (Goodfellow et al. 2014, §3)",
     ),
     "minimax": GanLoss(
         discriminator=_bce_discriminator,
-        generator=lambda fake: -tf.nn.softplus(fake),  # log(1 - D(G(z)))
+        generator=lambda real, fake: -tf.nn.softplus(fake),  # log(1 - D(G(z)))
         supports_label_smoothing=True,
         description="the original saturating minimax game: G minimizes log(1 - D(G(z)))",
     ),
     "wasserstein_gp": GanLoss(
         discriminator=_unused_smoothing(lambda real, fake: fake - real),
-        generator=lambda fake: -fake,
-        gradient_penalty=10.0,
+        generator=lambda real, fake: -fake,
+        gp_weight=10.0,
         probabilistic=False,
         description="WGAN critic with gradient penalty λ=10 (Gulrajani et al. 2017)",
     ),
@@ -60,7 +62,7 @@ LOSSES: dict[str, GanLoss] = {
         discriminator=_unused_smoothing(
             lambda real, fake: tf.nn.relu(1.0 - real) + tf.nn.relu(1.0 + fake)
         ),
-        generator=lambda fake: -fake,
+        generator=lambda real, fake: -fake,
         probabilistic=False,
         description="hinge loss (Lim & Ye 2017; SN-GAN, BigGAN)",
     ),
@@ -68,21 +70,17 @@ LOSSES: dict[str, GanLoss] = {
         discriminator=_unused_smoothing(
             lambda real, fake: 0.5 * (tf.square(real - 1.0) + tf.square(fake))
         ),
-        generator=lambda fake: 0.5 * tf.square(fake - 1.0),
+        generator=lambda real, fake: 0.5 * tf.square(fake - 1.0),
         probabilistic=False,
         description="least-squares GAN with 0/1 targets (Mao et al. 2017)",
     ),
+    "relativistic": GanLoss(
+        discriminator=_unused_smoothing(lambda real, fake: tf.nn.softplus(fake - real)),
+        generator=lambda real, fake: tf.nn.softplus(real - fake),
+        probabilistic=False,
+        description=(
+            "relativistic pairing loss RpGAN, softplus(D(fake) - D(real)) per pair (Jolicoeur-"
+            "Martineau 2019; with R1 + R2, R3GAN: Huang et al. 2024)"
+        ),
+    ),
 }
-
-
-def gradient_penalty(
-    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, alpha: Tensor
-) -> Tensor:
-    """Per-example ``(‖∇D(x̂)‖₂ - 1)²`` at ``x̂ = real + α (fake - real)``."""
-    mixed = real + alpha * (fake - real)
-    with tf.GradientTape() as tape:
-        tape.watch(mixed)
-        scores = critic(mixed)
-    grads = tape.gradient(scores, mixed)
-    norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]) + 1e-12)
-    return tf.square(norms - 1.0)

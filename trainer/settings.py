@@ -31,6 +31,19 @@ class TrainConfig:
     loss: str = setting("non_saturating", "The adversarial loss.", registry=True)
     label_smoothing: float = setting(0.0, "One-sided: real targets become 1 - this.")
     training_ratio: int = setting(1, "Discriminator updates per generator update.")
+    r1_gamma: float = setting(
+        0.0, "R1: γ/2·‖∇D(x)‖² on real images (Mescheder et al. 2018); any loss; 0: off."
+    )
+    r2_gamma: float = setting(
+        0.0, "R2: γ/2·‖∇D(x)‖² on generated images (R3GAN: with R1); any loss; 0: off."
+    )
+    gp_weight: float | None = setting(
+        None,
+        "WGAN-GP penalty weight (Gulrajani et al. 2017); unset: 10 for wasserstein_gp, else 0.",
+    )
+    penalty_every: int = setting(
+        1, "Lazy regularization: compute the penalties every k-th step, scaled by k (StyleGAN2)."
+    )
     g_learning_rate: float = setting(2e-4, "Generator Adam learning rate.")
     d_learning_rate: float = setting(2e-4, "Discriminator Adam learning rate.")
     beta1: float = setting(0.5, "Adam beta_1 of both optimizers (DCGAN: 0.5).")
@@ -101,6 +114,13 @@ class TrainConfig:
         from trainer import losses
 
         return losses.LOSSES[self.loss]
+
+    @property
+    def penalty_weights(self) -> dict[str, float]:
+        """The penalties this run applies, by name (``gan.PENALTIES``), with their weights."""
+        gp = self.gan_loss.gp_weight if self.gp_weight is None else self.gp_weight
+        weights = {"r1": self.r1_gamma, "r2": self.r2_gamma, "gp": gp}
+        return {name: weight for name, weight in weights.items() if weight}
 
     def model_spec(self, data):
         """The networks' spec for ``data`` (a schema.DataSpec from the data's manifest)."""

@@ -111,6 +111,19 @@ def test_killed_run_resumes_to_the_same_weights_bitwise(tiny_data_dir, tmp_path)
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
 
 
+def test_a_run_with_lazy_penalties_resumes_to_the_same_weights_bitwise(tiny_data_dir, tmp_path):
+    # Stopped at step 5, between the penalized steps 3 and 6: the schedule follows the step.
+    args = ["--checkpoint_every=5", "--deterministic", *PENALTIES]
+    reference = train(tiny_data_dir, str(tmp_path / "reference"), "--train_steps=8", *args)
+    job = str(tmp_path / "resumed")
+    first = train(tiny_data_dir, job, "--train_steps=5", *args)
+    resumed = train(tiny_data_dir, job, "--train_steps=8", *args)
+    for proc in (reference, first, resumed):
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resum" in resumed.stdout.lower(), resumed.stdout
+    assert final_fingerprint(resumed.stdout) == final_fingerprint(reference.stdout)
+
+
 def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_zero(tiny_data_dir, tmp_path):
     job = str(tmp_path / "job")
     proc = start(tiny_data_dir, job, "--train_steps=100000", "--checkpoint_every=100000")
@@ -124,9 +137,15 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_zero(tiny_data_
     assert latest_step(job) == stopped > 0
 
 
-def test_mirrored_over_two_cpus_matches_the_default_strategy(tiny_data_dir, tmp_path):
+# Lazy R1 + R2 on steps 0 and 3 of 4: the penalties' double backprop inside a graph cond.
+PENALTIES = ["--loss=relativistic", "--r1_gamma=1", "--r2_gamma=1", "--penalty_every=3"]
+
+
+@pytest.mark.parametrize("options", [[], PENALTIES], ids=["plain", "penalties"])
+def test_mirrored_over_two_cpus_matches_the_default_strategy(options, tiny_data_dir, tmp_path):
     # Dropout off: Keras draws dropout masks per replica, which no strategy can make equal.
     args = ["--train_steps=4", "--checkpoint_every=4", "--d_dropout=0", "--deterministic"]
+    args += options
     single = train(tiny_data_dir, str(tmp_path / "single"), "--strategy=default", *args)
     mirrored = train(
         tiny_data_dir, str(tmp_path / "mirrored"), "--strategy=mirrored", "--cpu_replicas=2", *args

@@ -43,9 +43,20 @@ def test_every_architecture_and_loss_trains_with_finite_losses(
         assert math.isfinite(result.last_metrics[key]), (key, result.last_metrics)
     for key in ("d_grad_norm", "g_grad_norm"):  # logged beside the losses (and to TensorBoard)
         assert 0 < result.last_metrics[key] < math.inf, (key, result.last_metrics)
-    if losses.LOSSES[loss].gradient_penalty:
+    if losses.LOSSES[loss].gp_weight:
         assert result.last_metrics["grad_penalty"] > 0
     assert os.path.exists(os.path.join(tmp_path, "checkpoints", "ckpt-3.index"))
+
+
+@pytest.mark.parametrize("loss", sorted(losses.LOSSES))
+def test_every_loss_trains_with_every_penalty(loss, tiny_data_dir, tmp_path):
+    """R1 + R2 + WGAN-GP at once (they add up), lazily every 2nd step: steps 0 and 2 carry them."""
+    penalties = {"r1_gamma": 0.5, "r2_gamma": 0.5, "gp_weight": 1.0, "penalty_every": 2}
+    config = tiny_config(tiny_data_dir, str(tmp_path), loss=loss, conditional=True, **penalties)
+    result = loop.train(config)
+    assert result.step == 3
+    assert all(math.isfinite(v) for k, v in result.last_metrics.items() if isinstance(v, float))
+    assert result.last_metrics["grad_penalty"] > 0
 
 
 @pytest.mark.parametrize(
