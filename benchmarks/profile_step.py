@@ -1,9 +1,10 @@
-"""Where the project's DCGAN train step spends its time: TensorFlow profiler, by op kind.
+"""Where the project's train step spends its time: TensorFlow profiler, by op kind.
 
-    python -m benchmarks.profile_step [--precision=bf16] [--batch_size=256] [--steps=10]
+    python -m benchmarks.profile_step [--config=pipeline] [--steps=10]
+    python -m benchmarks.profile_step --config=dcgan [--precision=bf16] [--batch_size=256]
 
-Traces ``--steps`` steps of the same step ``train_throughput`` times (tutorial networks, batch
-256) with ``tf.profiler`` and sums the kernel time of every op on TensorFlow's compute threads
+Traces ``--steps`` steps of a step ``train_throughput`` times (the pipeline default, as
+``pipeline.run`` trains it; or the tutorial's networks at ``--batch_size``) with ``tf.profiler`` and sums the kernel time of every op on TensorFlow's compute threads
 per step, grouped by kind (convolutions by network and pass, dropout, batch norm, activations,
 the rest). Kernel time is summed over threads: the executor runs independent ops side by side
 on the cores, so the column adds up to about cores × step time. Prints a table, writes JSON.
@@ -19,7 +20,7 @@ import tempfile
 import time
 
 from benchmarks import common as bench
-from benchmarks.train_throughput import ProjectRunner, ensure_data_dir
+from benchmarks.train_throughput import ProjectRunner, ensure_data_dir, pipeline_config
 
 # (kind, test on "op type", test on the op's scoped name); the first match wins.
 KINDS = (
@@ -70,6 +71,13 @@ def kernel_times(logdir: str, steps: int) -> collections.Counter:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--config",
+        choices=("dcgan", "pipeline"),
+        default="pipeline",
+        help="pipeline: the pipeline preset's step (batch 64, its precision); dcgan: the "
+        "tutorial's shape at --batch_size and --precision",
+    )
     parser.add_argument("--precision", choices=("none", "bf16"), default="bf16")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10)
@@ -81,7 +89,12 @@ def main() -> None:
 
     import tensorflow as tf
 
-    runner = ProjectRunner(ensure_data_dir(args.data_dir), args.batch_size, args.precision, 10)
+    data_dir = ensure_data_dir(args.data_dir)
+    if args.config == "pipeline":
+        runner = ProjectRunner("pipeline default", pipeline_config(data_dir), 10)
+    else:
+        runner = ProjectRunner.dcgan(data_dir, args.batch_size, args.precision, 10)
+    batch = runner.batch_size
     runner.run(20)  # trace and warm up
     start = time.perf_counter()
     runner.run(20)
@@ -103,8 +116,8 @@ def main() -> None:
         if ms >= 0.5
     ]
     print(
-        f"{runner.name}, batch {args.batch_size}: {step_ms:.0f} ms/step "
-        f"({args.batch_size / step_ms * 1e3:.0f} images/s); kernel time {kernel_ms:.0f} ms/step "
+        f"{runner.name}, batch {batch}: {step_ms:.0f} ms/step "
+        f"({batch / step_ms * 1e3:.0f} images/s); kernel time {kernel_ms:.0f} ms/step "
         f"summed over {os.cpu_count()} cores"
     )
     bench.print_table(rows, ["kind", "pass", "kernel ms/step", "share"])
@@ -113,7 +126,7 @@ def main() -> None:
         {
             "benchmark": "profile_step",
             "variant": runner.name,
-            "batch_size": args.batch_size,
+            "batch_size": batch,
             "step_ms": step_ms,
             "kernel_ms_per_step": kernel_ms,
             "rows": rows,

@@ -1,11 +1,16 @@
-"""Quality per CPU-minute: the pipeline's default training vs the DCGAN tutorial, same budget.
+"""Quality per CPU-minute: the pipeline's defaults vs the DCGAN tutorial, same budget.
 
-    python -m benchmarks.time_to_quality [--minutes=10]
+    python -m benchmarks.time_to_quality [--minutes=10] [--stacked_minutes=15] [--variants=...]
+                                         [--kimg=N]
 
-Trains the pipeline's default configuration (``--preset=pipeline``, stopped by ``--max_minutes``)
-and the tutorial (``benchmarks/tutorial.py``) for the same wall-clock budget on the full MNIST, one
-after the other, then scores both with the project's evaluator on 10,000 samples each and prints
-them beside the real-data floor. Writes JSON.
+Rows: the conditional default (``--preset=pipeline``) and the unconditional one
+(``--preset=unconditional``) on the full MNIST for ``--minutes`` each, the unconditional default on
+Stacked MNIST (1,000 modes) for ``--stacked_minutes``, and the tutorial (``benchmarks/tutorial.py``)
+for ``--minutes``, one after the other (``--max_minutes`` stops each run). Each is exported and
+scored with the project's evaluator (10,000 samples; 26,000 for Stacked MNIST's modes and KL) and
+printed with the images it saw (kimg) beside the real-data floor; Stacked MNIST beside the published
+table. ``--kimg`` trains the project rows on a fixed number of images instead, so a slower machine
+can reproduce what another sees in its budget. Writes JSON.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from benchmarks import common as bench
 from benchmarks.train_throughput import ensure_data_dir
 
+STACKED_SAMPLES = 26_000  # evaluation.STACKED_SAMPLES; MNIST evaluations stop at 10,000
 KEYS = (
     "frechet_distance",
     "classifier_score",
@@ -53,11 +59,13 @@ def run_tutorial(data_dir: str, minutes: float, classifier_dir: str, out: str) -
         json.dump({"steps": steps, "images": steps * 256, "seconds": elapsed, "model": metrics}, f)
 
 
-def run_project(data_dir: str, minutes: float, classifier_dir: str, workdir: str) -> dict:
-    from trainer import presets
-
+def run_project(
+    data_dir: str, minutes: float, classifier_dir: str, workdir: str, flags: dict[str, object]
+) -> dict:
+    """Train ``python -m trainer.task`` with ``flags`` for ``minutes`` (or the ``train_steps`` in
+    ``flags``), export, return the scores."""
     job, export = os.path.join(workdir, "job"), os.path.join(workdir, "export")
-    args = {"preset": presets.PIPELINE, "train_steps": "100000000", "eval_every": "0"}
+    args = {"train_steps": "100000000", "eval_every": "0", **flags}
     start = time.monotonic()
     subprocess.run(
         [
@@ -81,28 +89,115 @@ def run_project(data_dir: str, minutes: float, classifier_dir: str, workdir: str
             f"--job_dir={job}",
             f"--export_dir={export}",
             f"--classifier_dir={classifier_dir}",
+            f"--eval_samples={STACKED_SAMPLES}",
         ],
         check=True,
         cwd=bench.REPO_ROOT,
     )
     with open(os.path.join(export, "metrics.json")) as f:
         metrics = json.load(f)
-    batch = int(args["batch_size"])
+    with open(os.path.join(job, "flags.txt")) as f:
+        batch = int(next(ln for ln in f if ln.startswith("--batch_size=")).split("=", 1)[1])
     return {
         "steps": metrics["step"],
         "images": metrics["step"] * batch,
         "seconds": elapsed,
         "model": metrics["model"],
         "real_floor": metrics["real_floor"],
+        "num_samples": metrics["num_samples"],
         "config": args,
     }
+
+
+# What each row trains: (data, trainer flags, budget). The data sets are made on first use.
+VARIANTS: dict[str, tuple[str, dict[str, object], str]] = {
+    "conditional default": ("mnist", {"preset": "pipeline"}, "minutes"),
+    "unconditional default": ("mnist", {"preset": "unconditional"}, "minutes"),
+    "Stacked MNIST, unconditional default": (
+        "stacked",
+        {"preset": "unconditional"},
+        "stacked_minutes",
+    ),
+}
+TUTORIAL = "tutorial (fp32, batch 256)"
+STACKED_KEYS = ("modes_covered", "mode_kl", "sliced_wasserstein")
+PUBLISHED_STACKED = [  # modes of 1,000 / KL to uniform, as the papers report them
+    ("DCGAN (VEEGAN paper)", 99, 3.4),
+    ("PacDCGAN (PacGAN)", 1000, 0.06),
+    ("StyleGAN2", 940, 0.42),
+    ("R3GAN (Huang et al. 2024)", 1000, 0.029),
+]
+
+
+def ensure_stacked(data_dir: str) -> str:
+    if not os.path.exists(os.path.join(data_dir, "manifest.json")):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "preprocessing.run",
+                "--stacked_mnist",
+                f"--output_dir={data_dir}",
+            ],
+            check=True,
+            cwd=bench.REPO_ROOT,
+        )
+    return data_dir
+
+
+def run_tutorial_child(args: argparse.Namespace, data_dir: str, workdir: str) -> dict:
+    out = os.path.join(workdir, "tutorial.json")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.time_to_quality",
+            f"--minutes={args.minutes}",
+            f"--data_dir={data_dir}",
+            f"--classifier_dir={args.classifier_dir}",
+            f"--tutorial_child={out}",
+        ],
+        check=True,
+        cwd=bench.REPO_ROOT,
+    )
+    with open(out) as f:
+        return json.load(f)
+
+
+def table(results: dict[str, dict], keys: tuple[str, ...]) -> list[dict]:
+    """One row per result with its kimg and metrics, then the real-data floor's row."""
+    rows = [
+        {"variant": name, "kimg": r["images"] / 1000, "minutes": r["seconds"] / 60, **r["model"]}
+        for name, r in results.items()
+    ]
+    floor = next((r["real_floor"] for r in results.values() if "real_floor" in r), None)
+    if floor:
+        rows.append({"variant": "real data (floor)", **floor})
+    bench.print_table(rows, ["variant", "kimg", "minutes", *keys])
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--stacked_minutes", type=float, default=15.0)
+    parser.add_argument(
+        "--kimg",
+        type=float,
+        default=0.0,
+        help="Train each project row on this many thousand images instead of a time budget "
+        "(a slower machine reproducing another's images).",
+    )
+    parser.add_argument(
+        "--variants",
+        default="",
+        help=f"Comma-separated rows (default: all): {[*VARIANTS, TUTORIAL]}",
+    )
     parser.add_argument(
         "--data_dir", default=os.path.join(bench.REPO_ROOT, "runs", "quickstart", "data")
+    )
+    parser.add_argument(
+        "--stacked_data_dir", default=os.path.join(bench.REPO_ROOT, "runs", "stacked", "data")
     )
     parser.add_argument(
         "--classifier_dir",
@@ -114,46 +209,59 @@ def main() -> None:
     if args.tutorial_child:
         run_tutorial(args.data_dir, args.minutes, args.classifier_dir, args.tutorial_child)
         return
+    names = [n.strip() for n in args.variants.split(",") if n.strip()] or [*VARIANTS, TUTORIAL]
+    unknown = sorted(set(names) - {*VARIANTS, TUTORIAL})
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {[*VARIANTS, TUTORIAL]}")
 
-    data_dir = ensure_data_dir(args.data_dir)
-    with tempfile.TemporaryDirectory(prefix="bench-ttq-") as workdir:
-        project = run_project(data_dir, args.minutes, args.classifier_dir, workdir)
-        tutorial_out = os.path.join(workdir, "tutorial.json")
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.time_to_quality",
-                f"--minutes={args.minutes}",
-                f"--data_dir={data_dir}",
-                f"--classifier_dir={args.classifier_dir}",
-                f"--tutorial_child={tutorial_out}",
-            ],
-            check=True,
-            cwd=bench.REPO_ROOT,
+    mnist, stacked = {}, {}
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix="bench-ttq-") as workdir:
+            if name == TUTORIAL:
+                mnist[name] = run_tutorial_child(args, ensure_data_dir(args.data_dir), workdir)
+                continue
+            data, flags, budget = VARIANTS[name]
+            data_dir = (
+                ensure_stacked(args.stacked_data_dir)
+                if data == "stacked"
+                else ensure_data_dir(args.data_dir)
+            )
+            minutes = getattr(args, budget)
+            if args.kimg:
+                flags = {**flags, "train_steps": int(args.kimg * 1000 / batch_size(flags))}
+                minutes = 0
+            result = run_project(data_dir, minutes, args.classifier_dir, workdir, flags)
+            (stacked if data == "stacked" else mnist)[name] = result
+    rows = table(mnist, KEYS) if mnist else []
+    if TUTORIAL in mnist and "conditional default" in mnist:
+        ratio = (
+            mnist[TUTORIAL]["model"]["frechet_distance"]
+            / mnist["conditional default"]["model"]["frechet_distance"]
         )
-        with open(tutorial_out) as f:
-            tutorial = json.load(f)
-    floor = project["real_floor"]
-    rows = [
-        {"variant": name, "kimg": r["images"] / 1000, **{k: r["model"][k] for k in KEYS}}
-        for name, r in (("project default", project), ("tutorial", tutorial))
-    ]
-    rows.append({"variant": "real data (floor)", "kimg": "", **{k: floor[k] for k in KEYS}})
-    bench.print_table(rows, ["variant", "kimg", *KEYS])
-    ratio = tutorial["model"]["frechet_distance"] / project["model"]["frechet_distance"]
-    print(f"Fréchet distance: tutorial / project = {ratio:.1f}× (target ≥ 10×)")
+        print(f"Fréchet distance: tutorial / conditional default = {ratio:.1f}×")
+    if stacked:
+        rows += table(stacked, STACKED_KEYS)
+        for paper, modes, kl in PUBLISHED_STACKED:
+            print(f"  published: {paper}: {modes} modes, KL {kl}")
     bench.write_json(
         args.json,
         {
             "benchmark": "time_to_quality",
             "minutes": args.minutes,
-            "project": project,
-            "tutorial": tutorial,
-            "fd_ratio_tutorial_over_project": ratio,
+            "stacked_minutes": args.stacked_minutes,
+            "kimg": args.kimg or None,
+            "results": {**mnist, **stacked},
             "rows": rows,
+            "published_stacked_mnist": PUBLISHED_STACKED,
         },
     )
+
+
+def batch_size(flags: dict[str, object]) -> int:
+    from trainer import presets
+
+    preset = presets.PRESETS[str(flags.get("preset", presets.TUTORIAL))]
+    return int(flags.get("batch_size", preset.get("batch_size", 128)))
 
 
 if __name__ == "__main__":

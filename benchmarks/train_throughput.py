@@ -1,10 +1,17 @@
-"""Training throughput: the project's DCGAN step vs the TensorFlow DCGAN tutorial's, same batch.
+"""Training throughput: the project's steps vs the TensorFlow DCGAN tutorial's, same batch.
 
     python -m benchmarks.train_throughput [--batch_size=256] [--steps=60] [--repeats=3]
+                                          [--baseline=COMMIT] [--xla]
 
-Alternates runs of the tutorial's loop (``benchmarks/tutorial.py``) and the project's trainer
-step (``--architecture=dcgan``, fp32 and bf16) in one process, several repeats, and reports
-median images/s and the ratio. It also measures this machine's matmul peak (fp32, and bf16
+Alternates runs of the tutorial's loop (``benchmarks/tutorial.py``, fp32 and with Keras'
+one-line ``mixed_bfloat16`` policy: the strongest cheap peer), the project's trainer step on the
+tutorial's shape (``--architecture=dcgan``, width 64, fp32 and bf16), and the pipeline's default
+configuration as ``pipeline.run`` trains it (``--preset=pipeline``: class-conditional, width 32,
+batch 64, EMA, ``auto`` precision; in a child process), several repeats, and reports median
+images/s and the ratios. ``--baseline=COMMIT`` adds the pipeline default's step as that
+commit's trainer runs it (a git worktree, another child), alternated in the same rounds: a
+speed-up measured in one run, on one machine state. bf16 variants run where the CPU has bf16.
+It also measures this machine's matmul peak (fp32, and bf16
 where the CPU has it), counts the model's FLOPs per training image analytically, and prints the
 achieved fraction of peak (MFU) for the precision each variant computes in.
 
@@ -83,16 +90,18 @@ def cpu_has_bf16() -> bool:
 
 
 class TutorialRunner:
-    name = "tutorial (fp32)"
-    precision = "fp32"
-
-    def __init__(self, images: np.ndarray, batch_size: int):
+    def __init__(self, images: np.ndarray, batch_size: int, precision: str = "fp32"):
         import keras
 
         from benchmarks.tutorial import Tutorial
 
-        keras.mixed_precision.set_global_policy("float32")
+        # What any user can do: Keras' one-line policy around the unchanged tutorial.
+        policy = {"fp32": "float32", "bf16": "mixed_bfloat16"}[precision]
+        self.name = f"tutorial ({policy})"
+        self.precision = precision
+        keras.mixed_precision.set_global_policy(policy)
         self.tutorial = Tutorial(images, batch_size)
+        keras.mixed_precision.set_global_policy("float32")
         self.batch_size = batch_size
         self.batches = self.tutorial.batches()
         self.flops = train_flops_per_image(self.tutorial.generator, self.tutorial.discriminator)
@@ -103,25 +112,59 @@ class TutorialRunner:
         self.tutorial.generator.trainable_variables[0].numpy()  # wait for the last step
 
 
+def pipeline_config(data_dir: str):
+    """The pipeline preset as ``pipeline.run`` trains it here (``auto`` precision resolved)."""
+    import dataclasses
+
+    from trainer import config as config_lib
+    from trainer import strategy as strategy_lib
+
+    defaults = {f.name: f.default for f in dataclasses.fields(config_lib.TrainConfig)}
+    values = {**defaults, "data_dir": data_dir, "job_dir": "unused", "preset": "pipeline"}
+    config = config_lib.resolve({**values, "strategy": "default"}, given={"strategy"})
+    precision = config_lib.auto_mixed_precision("cpu", strategy_lib.cpu_flags())
+    return dataclasses.replace(config, mixed_precision=precision)
+
+
 class ProjectRunner:
-    def __init__(
-        self,
+    """The project's train step (``Gan.make_train_function``) on the trainer's own input."""
+
+    def __init__(self, name: str, config, steps_per_call: int):
+        import keras
+        import tensorflow as tf
+
+        from trainer import data
+        from trainer.config import MIXED_PRECISION_POLICIES
+        from trainer.gan import Gan
+
+        self.precision = {"none": "fp32", "bf16": "bf16"}[config.mixed_precision]
+        self.name = name
+        keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[config.mixed_precision])
+        strategy = tf.distribute.get_strategy()
+        manifest = data.read_manifest(config.data_dir)
+        self.gan = Gan(config, data.data_spec(manifest), strategy)
+        dataset = strategy.distribute_datasets_from_function(
+            data.make_dataset_fn(config.data_dir, manifest, config.batch_size, 1, 0, start_step=0)
+        )
+        self.iterator = iter(dataset)
+        self.train = self.gan.make_train_function()
+        self.steps_per_call = steps_per_call
+        self.batch_size = config.batch_size
+        self.flops = train_flops_per_image(self.gan.generator, self.gan.discriminator)
+        keras.mixed_precision.set_global_policy("float32")
+
+    @classmethod
+    def dcgan(
+        cls,
         data_dir: str,
         batch_size: int,
         mixed_precision: str,
         steps_per_call: int,
         xla: bool = False,
-    ):
-        import keras
-        import tensorflow as tf
+    ) -> ProjectRunner:
+        """The tutorial's networks and shape (width 64, unconditional, no EMA change)."""
+        from trainer.config import TrainConfig
 
-        from trainer import data
-        from trainer.config import MIXED_PRECISION_POLICIES, TrainConfig
-        from trainer.gan import Gan
-
-        self.precision = {"none": "fp32", "bf16": "bf16"}[mixed_precision]
-        self.name = f"project dcgan ({self.precision}{', xla' if xla else ''})"
-        keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[mixed_precision])
         config = TrainConfig(
             data_dir=data_dir,
             job_dir="unused",
@@ -132,18 +175,8 @@ class ProjectRunner:
             strategy="default",
             xla=xla,
         )
-        strategy = tf.distribute.get_strategy()
-        manifest = data.read_manifest(data_dir)
-        self.gan = Gan(config, data.data_spec(manifest), strategy)
-        dataset = strategy.distribute_datasets_from_function(
-            data.make_dataset_fn(data_dir, manifest, batch_size, 1, 0, start_step=0)
-        )
-        self.iterator = iter(dataset)
-        self.train = self.gan.make_train_function()
-        self.steps_per_call = steps_per_call
-        self.batch_size = batch_size
-        self.flops = train_flops_per_image(self.gan.generator, self.gan.discriminator)
-        keras.mixed_precision.set_global_policy("float32")
+        precision = {"none": "fp32", "bf16": "bf16"}[mixed_precision]
+        return cls(f"project dcgan ({precision}{', xla' if xla else ''})", config, steps_per_call)
 
     def run(self, steps: int) -> None:
         import tensorflow as tf
@@ -154,6 +187,79 @@ class ProjectRunner:
             metrics, _ = self.train(self.iterator, tf.constant(n, tf.int64))
             done += n
         float(metrics["d_loss"])  # wait for the last call
+
+
+class ChildRunner:
+    """The pipeline default's step in its own process, optionally from another commit's trainer.
+
+    The child imports ``trainer`` from ``source`` (a git worktree of the baseline commit, with its
+    ``benchmarks/`` removed so this file's harness is used) and answers ``run N`` lines on stdin
+    with ``done``: the parent times the round trip, as it times the in-process runners.
+    """
+
+    def __init__(self, name: str, data_dir: str, steps_per_call: int, source: str = ""):
+        import subprocess
+        import sys
+
+        path = os.pathsep.join(p for p in (source, bench.REPO_ROOT) if p)
+        self.name = name
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.train_throughput",
+                f"--child={data_dir}",
+                f"--steps_per_call={steps_per_call}",
+            ],
+            cwd=source or bench.REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        header = self._read().split()
+        self.precision, self.batch_size, self.flops = header[0], int(header[1]), int(header[2])
+
+    def _read(self) -> str:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.name}: the child process exited")
+        return line
+
+    def run(self, steps: int) -> None:
+        self.proc.stdin.write(f"run {steps}\n")
+        self.proc.stdin.flush()
+        self._read()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def serve_child(data_dir: str, steps_per_call: int) -> None:
+    """The child's side of ``ChildRunner``: header line, then ``done`` per ``run N``."""
+    import sys
+
+    runner = ProjectRunner("child", pipeline_config(data_dir), steps_per_call)
+    print(runner.precision, runner.batch_size, runner.flops, flush=True)
+    for line in sys.stdin:
+        runner.run(int(line.split()[1]))
+        print("done", flush=True)
+
+
+def baseline_worktree(commit: str, where: str) -> str:
+    """A checkout of ``commit`` whose trainer the baseline child imports."""
+    import shutil
+    import subprocess
+
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "-f", where, commit],
+        cwd=bench.REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
+    shutil.rmtree(os.path.join(where, "benchmarks"))
+    return where
 
 
 def ensure_data_dir(data_dir: str | None) -> str:
@@ -175,16 +281,27 @@ def ensure_data_dir(data_dir: str | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=60, help="timed steps per run")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per run (batch 256)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps_per_call", type=int, default=10)
     parser.add_argument("--xla", action="store_true", help="also time the XLA-compiled step")
     parser.add_argument(
+        "--baseline",
+        default="",
+        help="A commit: also time the pipeline default's step as that commit's trainer runs it.",
+    )
+    parser.add_argument(
         "--data_dir", default=os.path.join(bench.REPO_ROOT, "runs", "quickstart", "data")
     )
     parser.add_argument("--json", default=os.path.join(bench.RESULTS_DIR, "train_throughput.json"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        serve_child(args.child, args.steps_per_call)
+        return
+
+    import tempfile
 
     from preprocessing import sources
 
@@ -195,45 +312,46 @@ def main() -> None:
     peaks = {"fp32": matmul_peak("float32")}
     if cpu_has_bf16():
         peaks["bf16"] = matmul_peak("bfloat16")
-    runners = [TutorialRunner(images, args.batch_size)]
-    precisions = ["none", "bf16"] if "bf16" in peaks else ["none"]
+    precisions = {"fp32": "none", "bf16": "bf16"}
+    runners: list = [TutorialRunner(images, args.batch_size, p) for p in peaks]
     runners += [
-        ProjectRunner(data_dir, args.batch_size, mp, args.steps_per_call) for mp in precisions
+        ProjectRunner.dcgan(data_dir, args.batch_size, precisions[p], args.steps_per_call)
+        for p in peaks
     ]
     if args.xla:
         runners += [
-            ProjectRunner(data_dir, args.batch_size, mp, args.steps_per_call, xla=True)
-            for mp in precisions
+            ProjectRunner.dcgan(data_dir, args.batch_size, precisions[p], args.steps_per_call, True)
+            for p in peaks
         ]
-    for runner in runners:
-        runner.run(args.warmup)  # trace and warm up
-    times: dict[str, list[float]] = {r.name: [] for r in runners}
-    for _ in range(args.repeats):
-        for runner in runners:  # alternate, so drift hits every variant alike
-            start = time.perf_counter()
-            runner.run(args.steps)
-            times[runner.name].append(args.steps * args.batch_size / (time.perf_counter() - start))
-    baseline = statistics.median(times[runners[0].name])
-    rows = []
-    for runner in runners:
-        rate = statistics.median(times[runner.name])
-        achieved = rate * runner.flops / 1e9
-        rows.append(
-            {
-                "variant": runner.name,
-                "images_per_s": rate,
-                "runs_images_per_s": times[runner.name],
-                "vs_tutorial": rate / baseline,
-                "mflop_per_image": runner.flops / 1e6,
-                "gflop_per_s": achieved,
-                "peak_gflop_per_s": peaks[runner.precision],
-                "mfu": achieved / peaks[runner.precision],
-            }
-        )
-    bench.print_table(
-        rows,
-        ["variant", "images_per_s", "vs_tutorial", "mflop_per_image", "gflop_per_s", "mfu"],
-    )
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as scratch:
+        default = ChildRunner("pipeline default", data_dir, args.steps_per_call)
+        children = [default]
+        if args.baseline:
+            source = baseline_worktree(args.baseline, os.path.join(scratch, "tree"))
+            children.append(
+                ChildRunner(
+                    f"pipeline default @ {args.baseline}", data_dir, args.steps_per_call, source
+                )
+            )
+        try:
+            rows = measure([*runners, *children], args, peaks)
+        finally:
+            for child in children:
+                child.close()
+            if args.baseline:
+                import subprocess
+
+                subprocess.run(["git", "worktree", "prune"], cwd=bench.REPO_ROOT, check=False)
+    columns = ["variant", "batch", "images_per_s", "mflop_per_image", "gflop_per_s", "mfu"]
+    bench.print_table(rows, columns)
+    by_name = {row["variant"]: row["images_per_s"] for row in rows}
+    for precision, policy in (("fp32", "float32"), ("bf16", "mixed_bfloat16")):
+        if precision in peaks:
+            ratio = by_name[f"project dcgan ({precision})"] / by_name[f"tutorial ({policy})"]
+            print(f"project / tutorial at batch {args.batch_size}, {precision}: {ratio:.2f}×")
+    if args.baseline:
+        ratio = by_name["pipeline default"] / by_name[f"pipeline default @ {args.baseline}"]
+        print(f"pipeline default step: {ratio:.2f}× commit {args.baseline}")
     print("matmul peak GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     bench.write_json(
         args.json,
@@ -242,10 +360,43 @@ def main() -> None:
             "batch_size": args.batch_size,
             "steps": args.steps,
             "repeats": args.repeats,
+            "baseline": args.baseline or None,
             "matmul_peak_gflop_per_s": peaks,
             "rows": rows,
         },
     )
+
+
+def measure(runners: list, args: argparse.Namespace, peaks: dict[str, float]) -> list[dict]:
+    """Median images/s of each runner over ``repeats`` alternating rounds, with FLOPs and MFU."""
+    # The same images per timed run for every variant: batch-64 steps run 4× as many.
+    steps = {r.name: max(1, args.steps * args.batch_size // r.batch_size) for r in runners}
+    for runner in runners:
+        runner.run(args.warmup)  # trace and warm up
+    times: dict[str, list[float]] = {r.name: [] for r in runners}
+    for _ in range(args.repeats):
+        for runner in runners:  # alternate, so drift hits every variant alike
+            start = time.perf_counter()
+            runner.run(steps[runner.name])
+            elapsed = time.perf_counter() - start
+            times[runner.name].append(steps[runner.name] * runner.batch_size / elapsed)
+    rows = []
+    for runner in runners:
+        rate = statistics.median(times[runner.name])
+        achieved = rate * runner.flops / 1e9
+        rows.append(
+            {
+                "variant": runner.name,
+                "batch": runner.batch_size,
+                "images_per_s": rate,
+                "runs_images_per_s": times[runner.name],
+                "mflop_per_image": runner.flops / 1e6,
+                "gflop_per_s": achieved,
+                "peak_gflop_per_s": peaks[runner.precision],
+                "mfu": achieved / peaks[runner.precision],
+            }
+        )
+    return rows
 
 
 if __name__ == "__main__":

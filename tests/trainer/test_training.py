@@ -155,6 +155,9 @@ BAD_CONFIGS = {
     "unknown loss": ({"loss": "nope"}, "--loss=nope: choose one of"),
     "zero ratio": ({"training_ratio": 0}, "--training_ratio must be >= 1"),
     "ema of 1": ({"ema_decay": 1.0}, "--ema_decay must be in [0, 1)"),
+    "negative r1": ({"r1_gamma": -1.0}, "--r1_gamma=-1.0: must be >= 0"),
+    "nan r2": ({"r2_gamma": float("nan")}, "--r2_gamma=nan: must be >= 0"),
+    "lazy interval 0": ({"penalty_every": 0}, "--penalty_every must be >= 1"),
     "cpu replicas without mirrored": (
         {"cpu_replicas": 2},
         "--cpu_replicas needs --strategy=mirrored",

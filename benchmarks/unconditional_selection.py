@@ -1,0 +1,87 @@
+"""How the unconditional default was picked: candidate configurations, same wall-clock budget.
+
+    python -m benchmarks.unconditional_selection [--minutes=5] [--only=NAME,...]
+
+Each candidate is the pipeline preset with ``--noconditional`` and its own flags (loss, gradient
+penalties, learning rates, dropout, EMA), trained for ``--minutes`` on the full MNIST one after the
+other, then exported and scored on 10,000 samples against the real-data floor. The budget is wall
+time, not images: a penalty's double backprop costs steps, and that cost is part of its score.
+Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+from benchmarks import common as bench
+from benchmarks.time_to_quality import KEYS, run_project
+from benchmarks.train_throughput import ensure_data_dir
+
+BASE = {"preset": "pipeline", "conditional": "false"}
+ZERO_CENTRED = {"loss": "relativistic", "d_dropout": "0"}  # R3GAN: RpGAN + R1 + R2, no tricks
+CANDIDATES: dict[str, dict[str, object]] = {
+    "non-saturating, dropout 0.3 (before)": {},
+    "non-saturating + R1 0.1, dropout 0.3": {"r1_gamma": 0.1},
+    "RpGAN + R1/R2 0.1": {**ZERO_CENTRED, "r1_gamma": 0.1, "r2_gamma": 0.1},
+    "RpGAN + R1/R2 1.0": {**ZERO_CENTRED, "r1_gamma": 1.0, "r2_gamma": 1.0},
+    "RpGAN + R1/R2 0.1, lazy ×4": {
+        **ZERO_CENTRED,
+        "r1_gamma": 0.1,
+        "r2_gamma": 0.1,
+        "penalty_every": 4,
+    },
+    "RpGAN + R1/R2 0.1, Adam(5e-4, 0, 0.99)": {
+        **ZERO_CENTRED,
+        "r1_gamma": 0.1,
+        "r2_gamma": 0.1,
+        "g_learning_rate": 5e-4,
+        "d_learning_rate": 5e-4,
+        "beta1": 0.0,
+        "beta2": 0.99,
+    },
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument(
+        "--only", default="", help="Comma-separated candidate names (default: all)."
+    )
+    parser.add_argument(
+        "--data_dir", default=os.path.join(bench.REPO_ROOT, "runs", "quickstart", "data")
+    )
+    parser.add_argument(
+        "--classifier_dir",
+        default=os.path.join(bench.REPO_ROOT, "runs", "quickstart", "classifier"),
+    )
+    parser.add_argument(
+        "--json", default=os.path.join(bench.RESULTS_DIR, "unconditional_selection.json")
+    )
+    args = parser.parse_args()
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(CANDIDATES)
+    unknown = sorted(set(names) - set(CANDIDATES))
+    if unknown:
+        parser.error(f"unknown candidates {unknown}; choose from {list(CANDIDATES)}")
+    data_dir = ensure_data_dir(args.data_dir)
+    results, rows = {}, []
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix="bench-select-") as workdir:
+            flags = {**BASE, **CANDIDATES[name]}
+            result = run_project(data_dir, args.minutes, args.classifier_dir, workdir, flags)
+        results[name] = result
+        rows.append({"candidate": name, "kimg": result["images"] / 1000, **result["model"]})
+        print(f"{name}: {result['images'] / 1000:.0f} kimg, {result['model']}", flush=True)
+    floor = next(iter(results.values()))["real_floor"]
+    rows.append({"candidate": "real data (floor)", "kimg": "", **floor})
+    bench.print_table(rows, ["candidate", "kimg", *KEYS])
+    bench.write_json(
+        args.json,
+        {"benchmark": "unconditional_selection", "minutes": args.minutes, "results": results},
+    )
+
+
+if __name__ == "__main__":
+    main()
