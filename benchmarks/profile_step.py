@@ -4,7 +4,8 @@
     python -m benchmarks.profile_step --config=dcgan [--precision=bf16] [--batch_size=256]
 
 Traces ``--steps`` steps of a step ``train_throughput`` times (the pipeline default, as
-``pipeline.run`` trains it; or the tutorial's networks at ``--batch_size``) with ``tf.profiler`` and sums the kernel time of every op on TensorFlow's compute threads
+``pipeline.run`` trains it; or the tutorial's networks at ``--batch_size``) with ``tf.profiler``
+and sums the kernel time of every op on TensorFlow's compute threads
 per step, grouped by kind (convolutions by network and pass, dropout, batch norm, activations,
 the rest). Kernel time is summed over threads: the executor runs independent ops side by side
 on the cores, so the column adds up to about cores × step time. Prints a table, writes JSON.

@@ -1,6 +1,6 @@
 """How the unconditional default was picked: candidate configurations, same wall-clock budget.
 
-    python -m benchmarks.unconditional_selection [--minutes=5] [--only=NAME,...]
+    python -m benchmarks.unconditional_selection [--minutes=5] [--only=NAME ...]
 
 Each candidate is the pipeline preset with ``--noconditional`` and its own flags (loss, gradient
 penalties, learning rates, dropout, EMA), trained for ``--minutes`` on the full MNIST one after the
@@ -12,6 +12,7 @@ Prints a table, writes JSON.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 
@@ -21,6 +22,8 @@ from benchmarks.train_throughput import ensure_data_dir
 
 BASE = {"preset": "pipeline", "conditional": "false"}
 ZERO_CENTRED = {"loss": "relativistic", "d_dropout": "0"}  # R3GAN: RpGAN + R1 + R2, no tricks
+LAZY_R1_R2 = {"r1_gamma": 1.0, "r2_gamma": 1.0, "penalty_every": 4}
+FAST_ADAM = {"g_learning_rate": 5e-4, "d_learning_rate": 5e-4, "beta1": 0.0, "beta2": 0.99}
 CANDIDATES: dict[str, dict[str, object]] = {
     "non-saturating, dropout 0.3 (before)": {},
     "non-saturating + R1 0.1, dropout 0.3": {"r1_gamma": 0.1},
@@ -36,19 +39,41 @@ CANDIDATES: dict[str, dict[str, object]] = {
         **ZERO_CENTRED,
         "r1_gamma": 0.1,
         "r2_gamma": 0.1,
-        "g_learning_rate": 5e-4,
-        "d_learning_rate": 5e-4,
-        "beta1": 0.0,
-        "beta2": 0.99,
+        **FAST_ADAM,
+    },
+    "RpGAN + R1/R2 1.0, lazy ×4, Adam(5e-4, 0, 0.99)": {**ZERO_CENTRED, **LAZY_R1_R2, **FAST_ADAM},
+    "RpGAN + R1/R2 5.0, lazy ×4, Adam(5e-4, 0, 0.99)": {
+        **ZERO_CENTRED,
+        **LAZY_R1_R2,
+        **FAST_ADAM,
+        "r1_gamma": 5.0,
+        "r2_gamma": 5.0,
+    },
+    "RpGAN + R1/R2 1.0, lazy ×4, Adam(1e-3, 0, 0.99)": {
+        **ZERO_CENTRED,
+        **LAZY_R1_R2,
+        **FAST_ADAM,
+        "g_learning_rate": 1e-3,
+        "d_learning_rate": 1e-3,
     },
 }
+
+
+def previous_results(path: str, minutes: float) -> dict[str, dict]:
+    """Results already in ``path`` for the same budget: a run of a few candidates adds to them."""
+    try:
+        with open(path) as f:
+            previous = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return previous.get("results", {}) if previous.get("minutes") == minutes else {}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument(
-        "--only", default="", help="Comma-separated candidate names (default: all)."
+        "--only", action="append", default=[], help="A candidate; repeat for more (default: all)."
     )
     parser.add_argument(
         "--data_dir", default=os.path.join(bench.REPO_ROOT, "runs", "quickstart", "data")
@@ -61,19 +86,21 @@ def main() -> None:
         "--json", default=os.path.join(bench.RESULTS_DIR, "unconditional_selection.json")
     )
     args = parser.parse_args()
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(CANDIDATES)
+    names = args.only or list(CANDIDATES)
     unknown = sorted(set(names) - set(CANDIDATES))
     if unknown:
         parser.error(f"unknown candidates {unknown}; choose from {list(CANDIDATES)}")
     data_dir = ensure_data_dir(args.data_dir)
-    results, rows = {}, []
+    results = previous_results(args.json, args.minutes)
     for name in names:
         with tempfile.TemporaryDirectory(prefix="bench-select-") as workdir:
             flags = {**BASE, **CANDIDATES[name]}
             result = run_project(data_dir, args.minutes, args.classifier_dir, workdir, flags)
         results[name] = result
-        rows.append({"candidate": name, "kimg": result["images"] / 1000, **result["model"]})
         print(f"{name}: {result['images'] / 1000:.0f} kimg, {result['model']}", flush=True)
+    rows = [
+        {"candidate": name, "kimg": r["images"] / 1000, **r["model"]} for name, r in results.items()
+    ]
     floor = next(iter(results.values()))["real_floor"]
     rows.append({"candidate": "real data (floor)", "kimg": "", **floor})
     bench.print_table(rows, ["candidate", "kimg", *KEYS])
