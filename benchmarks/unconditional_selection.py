@@ -98,16 +98,17 @@ def main() -> None:
             result = run_project(data_dir, args.minutes, args.classifier_dir, workdir, flags)
         results[name] = result
         print(f"{name}: {result['images'] / 1000:.0f} kimg, {result['model']}", flush=True)
+        # After every candidate: an hour of measurements survives a later failure.
+        bench.write_json(
+            args.json,
+            {"benchmark": "unconditional_selection", "minutes": args.minutes, "results": results},
+        )
     rows = [
         {"candidate": name, "kimg": r["images"] / 1000, **r["model"]} for name, r in results.items()
     ]
     floor = next(iter(results.values()))["real_floor"]
     rows.append({"candidate": "real data (floor)", "kimg": "", **floor})
     bench.print_table(rows, ["candidate", "kimg", *KEYS])
-    bench.write_json(
-        args.json,
-        {"benchmark": "unconditional_selection", "minutes": args.minutes, "results": results},
-    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,21 @@ from __future__ import annotations
 
 TUTORIAL = "tutorial"
 PIPELINE = "pipeline"
+UNCONDITIONAL = "unconditional"
 SMOKE = "smoke"
+
+_PIPELINE: dict[str, object] = {
+    "conditional": True,
+    "model_width": 32,
+    "batch_size": 64,
+    "train_steps": 14_000,
+    "mixed_precision": "auto",
+    "log_every": 500,
+    "sample_every": 1000,
+    "checkpoint_every": 2000,
+    "eval_every": 7000,
+    "eval_samples": 2000,
+}
 
 PRESETS: dict[str, dict[str, object]] = {
     # The TensorFlow DCGAN tutorial: width 64, batch 128, non-saturating loss, Adam(2e-4, 0.5).
@@ -19,17 +33,23 @@ PRESETS: dict[str, dict[str, object]] = {
     # The measured default (benchmarks/README.md: FD 2.39 after 10 minutes on 2 CPU cores vs 24.9
     # unconditional): class-conditional BN, half width, batch 64, EMA, bf16 where the device has
     # it; 14,000 steps finish the whole local pipeline in about 8 minutes on 2 cores.
-    PIPELINE: {
-        "conditional": True,
-        "model_width": 32,
-        "batch_size": 64,
-        "train_steps": 14_000,
-        "mixed_precision": "auto",
-        "log_every": 500,
-        "sample_every": 1000,
-        "checkpoint_every": 2000,
-        "eval_every": 7000,
-        "eval_samples": 2000,
+    PIPELINE: _PIPELINE,
+    # The measured unconditional default (benchmarks/README.md, selection table: FD 43 vs 100 for
+    # the pipeline's networks with --noconditional, same 5 minutes): R3GAN's objective (the
+    # relativistic pairing loss with R1 and R2 on real and generated images, γ = 1, lazily every
+    # 4th step), Adam(5e-4, β1 0, β2 0.99), no dropout in D. For unlabelled image folders too.
+    UNCONDITIONAL: {
+        **_PIPELINE,
+        "conditional": False,
+        "loss": "relativistic",
+        "r1_gamma": 1.0,
+        "r2_gamma": 1.0,
+        "penalty_every": 4,
+        "g_learning_rate": 5e-4,
+        "d_learning_rate": 5e-4,
+        "beta1": 0.0,
+        "beta2": 0.99,
+        "d_dropout": 0.0,
     },
     # The pipeline's model at toy size: a build or a cluster checked end to end in minutes
     # (the cloud rehearsal test trains it), not a model anyone should use.
