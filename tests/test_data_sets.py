@@ -265,7 +265,10 @@ def test_stacked_mnist_trains_and_is_scored_by_modes(tmp_path):
     data = str(tmp_path / "data")
     preprocess(source, data, "--stacked_mnist", "--stacked_examples=300")
     # Scored once, at export: 26,000 samples per evaluation is the protocol and the cost.
-    export = train_and_export(data, str(tmp_path), "--noconditional", "--eval_every=0")
+    # The unconditional preset end to end: RpGAN with lazy R1/R2 (applied at step 0 of 4).
+    export = train_and_export(
+        data, str(tmp_path), "--preset=unconditional", "--latent_dim=16", "--eval_every=0"
+    )
     with open(os.path.join(export, "metrics.json")) as f:
         metrics = json.load(f)
     model, floor = metrics["model"], metrics["real_floor"]

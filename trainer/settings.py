@@ -128,7 +128,8 @@ class TrainConfig:
 
         if self.conditional and not data.labelled:
             raise models.ShapeError(
-                f"--conditional: {data.name} is unlabelled; train it with --noconditional"
+                f"--conditional: {data.name} is unlabelled; train it with --preset=unconditional "
+                "(or --noconditional)"
             )
         return models.ModelSpec(
             latent_dim=self.latent_dim,
