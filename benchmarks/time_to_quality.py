@@ -113,13 +113,13 @@ def run_project(
 VARIANTS: dict[str, tuple[str, dict[str, object], str]] = {
     "conditional default": ("mnist", {"preset": "pipeline"}, "minutes"),
     "unconditional default": ("mnist", {"preset": "unconditional"}, "minutes"),
-    "Stacked MNIST, unconditional default": (
+    "Stacked MNIST (unconditional default)": (
         "stacked",
         {"preset": "unconditional"},
         "stacked_minutes",
     ),
 }
-TUTORIAL = "tutorial (fp32, batch 256)"
+TUTORIAL = "tutorial (fp32 batch 256)"
 STACKED_KEYS = ("modes_covered", "mode_kl", "sliced_wasserstein")
 PUBLISHED_STACKED = [  # modes of 1,000 / KL to uniform, as the papers report them
     ("DCGAN (VEEGAN paper)", 99, 3.4),
