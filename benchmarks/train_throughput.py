@@ -112,6 +112,9 @@ class TutorialRunner:
         self.tutorial.generator.trainable_variables[0].numpy()  # wait for the last step
 
 
+PRECISION_NAMES = {"none": "fp32", "bf16": "bf16"}  # --mixed_precision → the peak it runs at
+
+
 def pipeline_config(data_dir: str):
     """The pipeline preset as ``pipeline.run`` trains it here (``auto`` precision resolved)."""
     import dataclasses
@@ -137,7 +140,7 @@ class ProjectRunner:
         from trainer.config import MIXED_PRECISION_POLICIES
         from trainer.gan import Gan
 
-        self.precision = {"none": "fp32", "bf16": "bf16"}[config.mixed_precision]
+        self.precision = PRECISION_NAMES[config.mixed_precision]
         self.name = name
         keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[config.mixed_precision])
         strategy = tf.distribute.get_strategy()
@@ -175,7 +178,7 @@ class ProjectRunner:
             strategy="default",
             xla=xla,
         )
-        precision = {"none": "fp32", "bf16": "bf16"}[mixed_precision]
+        precision = PRECISION_NAMES[mixed_precision]
         return cls(f"project dcgan ({precision}{', xla' if xla else ''})", config, steps_per_call)
 
     def run(self, steps: int) -> None:
@@ -312,7 +315,7 @@ def main() -> None:
     peaks = {"fp32": matmul_peak("float32")}
     if cpu_has_bf16():
         peaks["bf16"] = matmul_peak("bfloat16")
-    precisions = {"fp32": "none", "bf16": "bf16"}
+    precisions = {name: flag for flag, name in PRECISION_NAMES.items()}
     runners: list = [TutorialRunner(images, args.batch_size, p) for p in peaks]
     runners += [
         ProjectRunner.dcgan(data_dir, args.batch_size, precisions[p], args.steps_per_call)

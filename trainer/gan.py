@@ -138,8 +138,12 @@ class Gan:
     def _penalties(self, real, fake, labels, step, substep) -> tf.Tensor:
         """The weighted sum of the configured penalties per example; lazily every k-th step."""
         weights = self.config.penalty_weights
-        if not weights:
+
+        def none() -> tf.Tensor:
             return tf.zeros([tf.shape(real)[0]])
+
+        if not weights:
+            return none()
 
         def critic(images: tf.Tensor) -> tf.Tensor:
             return self.discriminator(self._inputs(images, labels), training=True)
@@ -161,7 +165,7 @@ class Gan:
         return tf.cond(
             tf.equal(step % every, 0),
             lambda: float(every) * weighted_sum(),
-            lambda: tf.zeros([tf.shape(real)[0]]),
+            none,
         )
 
     def _average(self, per_example: tf.Tensor) -> tf.Tensor:

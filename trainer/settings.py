@@ -117,7 +117,7 @@ class TrainConfig:
 
     @property
     def penalty_weights(self) -> dict[str, float]:
-        """The penalties this run applies, by name (``gan.PENALTIES``), with their weights."""
+        """The penalties this run applies (``r1``, ``r2``, ``gp``; those weighted 0 left out)."""
         gp = self.gan_loss.gp_weight if self.gp_weight is None else self.gp_weight
         weights = {"r1": self.r1_gamma, "r2": self.r2_gamma, "gp": gp}
         return {name: weight for name, weight in weights.items() if weight}
