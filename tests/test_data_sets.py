@@ -198,6 +198,23 @@ def test_stacked_mnist_stacks_three_digits_and_keeps_them(tmp_path):
             assert digit in mnist[pixels]  # each channel is an MNIST image of the label's digit
 
 
+def test_stacked_mnist_classifier_trains_on_digits_per_epoch_not_stacks(tmp_path, monkeypatch):
+    """The digit classifier reads each channel as a digit and stops an epoch after
+    DIGITS_PER_EPOCH digits: an epoch over all 128,000 stacks would be six MNIST epochs."""
+    from trainer import classifier
+
+    source = helpers.tiny_mnist(str(tmp_path / "idx"), n_train=300, n_test=100)
+    manifest = preprocess(
+        source, str(tmp_path / "data"), "--stacked_mnist", "--stacked_examples=300"
+    )
+    # One batch of 128 stacks is 384 digits; all 300 stacks would be 3 batches an epoch.
+    monkeypatch.setattr(classifier, "DIGITS_PER_EPOCH", 3 * classifier.BATCH)
+    trained = classifier.train(str(tmp_path / "data"), manifest, epochs=2)
+    assert int(trained.model.optimizer.iterations) == 2
+    assert trained.model.input_shape == (None, 28, 28, 1)
+    assert trained.model.output_shape == (None, 10)
+
+
 @pytest.mark.parametrize(
     ("name", "shape", "classes", "train"),
     [("mnist", [28, 28, 1], 10, False), ("cifar10", [32, 32, 3], 10, True)],
