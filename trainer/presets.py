@@ -14,46 +14,50 @@ PIPELINE = "pipeline"
 UNCONDITIONAL = "unconditional"
 SMOKE = "smoke"
 
+# R3GAN's objective (Huang et al. 2024): the relativistic pairing loss with R1 and R2 on real and
+# generated images, γ = 1, lazily every 4th step (StyleGAN2), Adam(5e-4, β1 0, β2 0.99), no
+# dropout in D. Picked for the unconditional model (benchmarks/README.md, selection table: FD 43
+# vs 100 in the same 5 minutes); on the conditional one it reaches the old recipe's FD in half
+# the steps.
+_ZERO_CENTRED_GAN: dict[str, object] = {
+    "loss": "relativistic",
+    "r1_gamma": 1.0,
+    "r2_gamma": 1.0,
+    "penalty_every": 4,
+    "g_learning_rate": 5e-4,
+    "d_learning_rate": 5e-4,
+    "beta1": 0.0,
+    "beta2": 0.99,
+    "d_dropout": 0.0,
+}
+
 _PIPELINE: dict[str, object] = {
     "conditional": True,
     "model_width": 32,
     "batch_size": 64,
-    "train_steps": 14_000,
+    **_ZERO_CENTRED_GAN,
+    "train_steps": 7000,
     "mixed_precision": "auto",
     "log_every": 500,
     "sample_every": 1000,
     "checkpoint_every": 2000,
-    "eval_every": 7000,
+    "eval_every": 3500,
     "eval_samples": 2000,
 }
 
 PRESETS: dict[str, dict[str, object]] = {
     # The TensorFlow DCGAN tutorial: width 64, batch 128, non-saturating loss, Adam(2e-4, 0.5).
     TUTORIAL: {},
-    # The measured default (benchmarks/README.md: FD 2.39 after 10 minutes on 2 CPU cores vs 24.9
-    # unconditional): class-conditional BN, half width, batch 64, EMA, bf16 where the device has
-    # it; 14,000 steps finish the whole local pipeline in about 8 minutes on 2 cores.
+    # The measured default (benchmarks/README.md): class-conditional BN in G and a projection D,
+    # half the tutorial's width, batch 64, EMA, bf16 where the device has it, the zero-centred
+    # objective above; 7,000 steps reach FD 2.6 (the previous recipe needed 14,000).
     PIPELINE: _PIPELINE,
-    # The measured unconditional default (benchmarks/README.md, selection table: FD 43 vs 100 for
-    # the pipeline's networks with --noconditional, same 5 minutes): R3GAN's objective (the
-    # relativistic pairing loss with R1 and R2 on real and generated images, γ = 1, lazily every
-    # 4th step), Adam(5e-4, β1 0, β2 0.99), no dropout in D. For unlabelled image folders too.
-    UNCONDITIONAL: {
-        **_PIPELINE,
-        "conditional": False,
-        "loss": "relativistic",
-        "r1_gamma": 1.0,
-        "r2_gamma": 1.0,
-        "penalty_every": 4,
-        "g_learning_rate": 5e-4,
-        "d_learning_rate": 5e-4,
-        "beta1": 0.0,
-        "beta2": 0.99,
-        "d_dropout": 0.0,
-    },
+    # The same without labels: for --noconditional runs and unlabelled image folders.
+    UNCONDITIONAL: {**_PIPELINE, "conditional": False},
     # The pipeline's model at toy size: a build or a cluster checked end to end in minutes
     # (the cloud rehearsal test trains it), not a model anyone should use.
     SMOKE: {
+        **_ZERO_CENTRED_GAN,
         "conditional": True,
         "model_width": 8,
         "latent_dim": 16,
