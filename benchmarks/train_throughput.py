@@ -8,8 +8,8 @@ one-line ``mixed_bfloat16`` policy: the strongest cheap peer), the project's tra
 tutorial's shape (``--architecture=dcgan``, width 64, fp32 and bf16), and the pipeline's default
 configuration as ``pipeline.run`` trains it (``--preset=pipeline``: class-conditional, width 32,
 batch 64, EMA, ``auto`` precision; in a child process), several repeats, and reports median
-images/s and the ratios. ``--baseline=COMMIT`` adds the pipeline default's step as that
-commit's trainer runs it (a git worktree, another child), alternated in the same rounds: a
+images/s and the ratios. ``--baseline=COMMIT`` (repeatable) adds the pipeline default's step as
+that commit's trainer runs it (a git worktree, another child), alternated in the same rounds: a
 speed-up measured in one run, on one machine state. bf16 variants run where the CPU has bf16.
 It also measures this machine's matmul peak (fp32, and bf16
 where the CPU has it), counts the model's FLOPs per training image analytically, and prints the
@@ -291,8 +291,10 @@ def main() -> None:
     parser.add_argument("--xla", action="store_true", help="also time the XLA-compiled step")
     parser.add_argument(
         "--baseline",
-        default="",
-        help="A commit: also time the pipeline default's step as that commit's trainer runs it.",
+        action="append",
+        default=[],
+        help="A commit: also time the pipeline default's step as that commit's trainer runs it "
+        "(repeatable: several commits in the same rounds).",
     )
     parser.add_argument(
         "--data_dir", default=os.path.join(bench.REPO_ROOT, "runs", "quickstart", "data")
@@ -329,12 +331,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as scratch:
         default = ChildRunner("pipeline default", data_dir, args.steps_per_call)
         children = [default]
-        if args.baseline:
-            source = baseline_worktree(args.baseline, os.path.join(scratch, "tree"))
+        for commit in args.baseline:
+            source = baseline_worktree(commit, os.path.join(scratch, commit))
             children.append(
-                ChildRunner(
-                    f"pipeline default @ {args.baseline}", data_dir, args.steps_per_call, source
-                )
+                ChildRunner(f"pipeline default @ {commit}", data_dir, args.steps_per_call, source)
             )
         try:
             rows = measure([*runners, *children], args, peaks)
@@ -352,9 +352,9 @@ def main() -> None:
         if precision in peaks:
             ratio = by_name[f"project dcgan ({precision})"] / by_name[f"tutorial ({policy})"]
             print(f"project / tutorial at batch {args.batch_size}, {precision}: {ratio:.2f}×")
-    if args.baseline:
-        ratio = by_name["pipeline default"] / by_name[f"pipeline default @ {args.baseline}"]
-        print(f"pipeline default step: {ratio:.2f}× commit {args.baseline}")
+    for commit in args.baseline:
+        ratio = by_name["pipeline default"] / by_name[f"pipeline default @ {commit}"]
+        print(f"pipeline default step: {ratio:.2f}× commit {commit}")
     print("matmul peak GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     bench.write_json(
         args.json,
@@ -363,7 +363,7 @@ def main() -> None:
             "batch_size": args.batch_size,
             "steps": args.steps,
             "repeats": args.repeats,
-            "baseline": args.baseline or None,
+            "baselines": args.baseline,
             "matmul_peak_gflop_per_s": peaks,
             "rows": rows,
         },
