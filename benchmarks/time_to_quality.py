@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -216,22 +217,29 @@ def main() -> None:
 
     mnist, stacked = {}, {}
     for name in names:
-        with tempfile.TemporaryDirectory(prefix="bench-ttq-") as workdir:
+        # Removed only after a row succeeds: a failed export leaves its trained job to score again.
+        workdir = tempfile.mkdtemp(prefix="bench-ttq-")
+        try:
             if name == TUTORIAL:
                 mnist[name] = run_tutorial_child(args, ensure_data_dir(args.data_dir), workdir)
-                continue
-            data, flags, budget = VARIANTS[name]
-            data_dir = (
-                ensure_stacked(args.stacked_data_dir)
-                if data == "stacked"
-                else ensure_data_dir(args.data_dir)
+            else:
+                data, flags, budget = VARIANTS[name]
+                data_dir = (
+                    ensure_stacked(args.stacked_data_dir)
+                    if data == "stacked"
+                    else ensure_data_dir(args.data_dir)
+                )
+                minutes = getattr(args, budget)
+                if args.kimg:
+                    flags = {**flags, "train_steps": int(args.kimg * 1000 / batch_size(flags))}
+                    minutes = 0
+                result = run_project(data_dir, minutes, args.classifier_dir, workdir, flags)
+                (stacked if data == "stacked" else mnist)[name] = result
+        except subprocess.CalledProcessError as e:
+            sys.exit(
+                f"time_to_quality: {name}: {e.cmd[2]} failed (exit {e.returncode}); kept {workdir}"
             )
-            minutes = getattr(args, budget)
-            if args.kimg:
-                flags = {**flags, "train_steps": int(args.kimg * 1000 / batch_size(flags))}
-                minutes = 0
-            result = run_project(data_dir, minutes, args.classifier_dir, workdir, flags)
-            (stacked if data == "stacked" else mnist)[name] = result
+        shutil.rmtree(workdir)
     rows = table(mnist, KEYS) if mnist else []
     if TUTORIAL in mnist and "conditional default" in mnist:
         ratio = (
