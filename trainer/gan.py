@@ -176,7 +176,14 @@ class Gan:
         scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         if scaled:
             loss = optimizer.scale_loss(loss)
-        gradients = tape.gradient(loss, variables)
+        # Dense, not IndexedSlices: a label embedding's sparse gradient is all-gathered across
+        # workers, and with the lazy penalties' tf.cond its row count differs between workers
+        # (MultiWorkerMirrored: "another member in the group expected shape"). Embeddings here
+        # are classes × features: small enough to all-reduce whole.
+        gradients = [
+            tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+            for g in tape.gradient(loss, variables)
+        ]
         norm = tf.linalg.global_norm([tf.cast(g, tf.float32) for g in gradients])
         if scaled:
             norm = norm / tf.cast(optimizer.dynamic_scale, tf.float32)
