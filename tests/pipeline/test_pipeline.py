@@ -161,7 +161,7 @@ def test_gallery_renders_in_headless_chromium(pipeline_run):
     assert any(src.startswith("progress/") for src in sources)
     assert all(image["complete"] and image["width"] > 0 for image in report.images), report.images
     # Says what it shows: the model in the title, the numbers of metrics.json, no sideways scroll.
-    assert report.title.startswith("GAN gallery: class-conditional dcgan GAN, non_saturating loss")
+    assert report.title.startswith("GAN gallery: class-conditional dcgan GAN, relativistic loss")
     assert report.viewport_width == 1300 and report.scroll_width <= report.viewport_width
     with open(os.path.join(pipeline_run, "export", "metrics.json")) as f:
         metrics = json.load(f)
