@@ -99,12 +99,12 @@ def classifier_data(spec: schema.DataSpec):
     """(input shape, classes, batch transform, batches per epoch or None for all) of the
     classifier a data set is scored with."""
     if spec.stacked_mnist:
-        stacks_per_batch_of_digits = BATCH * spec.channels
+        digits_per_batch = BATCH * spec.channels  # a batch of stacks, each channel a digit
         return (
             (spec.height, spec.width, 1),
             10,
             _channels_as_digits,
-            -(-DIGITS_PER_EPOCH // stacks_per_batch_of_digits),
+            -(-DIGITS_PER_EPOCH // digits_per_batch),
         )
     return spec.shape, spec.num_classes, None, None
 
