@@ -198,7 +198,9 @@ def test_stacked_mnist_stacks_three_digits_and_keeps_them(tmp_path):
             assert digit in mnist[pixels]  # each channel is an MNIST image of the label's digit
 
 
-def test_stacked_mnist_classifier_trains_on_digits_per_epoch_not_stacks(tmp_path, monkeypatch):
+def test_stacked_mnist_classifier_trains_on_digits_per_epoch_not_stacks(
+    tmp_path, monkeypatch, capsys
+):
     """The digit classifier reads each channel as a digit and stops an epoch after
     DIGITS_PER_EPOCH digits: an epoch over all 128,000 stacks would be six MNIST epochs."""
     from trainer import classifier
@@ -211,6 +213,7 @@ def test_stacked_mnist_classifier_trains_on_digits_per_epoch_not_stacks(tmp_path
     monkeypatch.setattr(classifier, "DIGITS_PER_EPOCH", 3 * classifier.BATCH)
     trained = classifier.train(str(tmp_path / "data"), manifest, epochs=2)
     assert int(trained.model.optimizer.iterations) == 2
+    assert "on 384 digits (128 " in capsys.readouterr().out  # its progress line counts digits
     assert trained.model.input_shape == (None, 28, 28, 1)
     assert trained.model.output_shape == (None, 10)
 
@@ -282,9 +285,16 @@ def test_stacked_mnist_trains_and_is_scored_by_modes(tmp_path):
     data = str(tmp_path / "data")
     preprocess(source, data, "--stacked_mnist", "--stacked_examples=300")
     # Scored once, at export: 26,000 samples per evaluation is the protocol and the cost.
-    # The unconditional preset end to end: RpGAN with lazy R1/R2 (applied at step 0 of 4).
+    # The unconditional preset end to end (RpGAN with lazy R1/R2, applied at step 0 of 4), at
+    # the smoke preset's size: 26,000 samples of the full-width generator cost minutes.
     export = train_and_export(
-        data, str(tmp_path), "--preset=unconditional", "--latent_dim=16", "--eval_every=0"
+        data,
+        str(tmp_path),
+        "--preset=unconditional",
+        "--model_width=8",
+        "--batch_size=16",
+        "--latent_dim=16",
+        "--eval_every=0",
     )
     with open(os.path.join(export, "metrics.json")) as f:
         metrics = json.load(f)
