@@ -49,9 +49,7 @@ def main() -> None:
     model = classifier.build((28, 28, 1), 10)
     scorer = classifier.Classifier(model, test_accuracy=0.0)
     images = np.random.default_rng(0).uniform(-1, 1, (args.images, 28, 28, 1)).astype(np.float32)
-    eager = keras.Model(
-        model.input, [model.get_layer(classifier.FEATURE_LAYER).output, model.output]
-    )
+    eager = classifier.feature_model(model)
 
     def eager_score(batch: np.ndarray) -> None:
         for start in range(0, len(batch), 1000):

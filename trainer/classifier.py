@@ -65,13 +65,18 @@ def cache_dir(root: str, manifest: dict) -> str:
     return storage.join(root, manifest["fingerprint"][:16])
 
 
+def feature_model(model: keras.Model) -> keras.Model:
+    """The classifier with two outputs: its feature layer (for FD, precision, recall) and logits."""
+    return keras.Model(model.input, [model.get_layer(FEATURE_LAYER).output, model.output])
+
+
 class Classifier:
     """Features and class probabilities of images in [-1, 1]."""
 
     def __init__(self, model: keras.Model, test_accuracy: float):
         self.model = model
         self.test_accuracy = test_accuracy
-        extractor = keras.Model(model.input, [model.get_layer(FEATURE_LAYER).output, model.output])
+        extractor = feature_model(model)
         # One graph, not layer by layer: grappler fuses each convolution with its bias and ReLU
         # (1.7× the eager call's images/s; benchmarks.classifier_throughput).
         self._extractor = tf.function(

@@ -16,9 +16,7 @@ def test_scoring_in_calls_returns_what_the_model_computes_for_every_image():
     scorer = classifier.Classifier(model, test_accuracy=0.0)
     images = np.random.default_rng(0).uniform(-1, 1, (450, 28, 28, 1))  # float64 from a user
     features, probs = scorer.features_and_probs(images, batch=200)
-    expected = keras.Model(
-        model.input, [model.get_layer(classifier.FEATURE_LAYER).output, model.output]
-    )(images.astype(np.float32), training=False)
+    expected = classifier.feature_model(model)(images.astype(np.float32), training=False)
     assert features.shape == (450, 128) and probs.shape == (450, 10)
     np.testing.assert_allclose(features, np.asarray(expected[0]), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(
