@@ -1,12 +1,14 @@
 """How the unconditional default was picked: candidate configurations, same wall-clock budget.
 
-    python -m benchmarks.unconditional_selection [--minutes=5] [--only=NAME ...]
+    python -m benchmarks.unconditional_selection [--minutes=5 | --kimg=N] [--only=NAME ...]
 
 Each candidate is the pipeline preset with ``--noconditional`` and its own flags (loss, gradient
-penalties, learning rates, dropout, EMA), trained for ``--minutes`` on the full MNIST one after the
-other, then exported and scored on 10,000 samples against the real-data floor. The budget is wall
-time, not images: a penalty's double backprop costs steps, and that cost is part of its score.
-Prints a table, writes JSON.
+penalties, learning rates, widths, batch, EMA), trained for ``--minutes`` on the full MNIST one
+after the other, then exported and scored against the real-data floor. The budget is wall time,
+not images: a penalty's double backprop costs steps, and that cost is part of its score.
+``--kimg`` trains every candidate on the same number of images instead (quality per image,
+independent of the machine and of whatever else runs on it; the table's img/s column then tells
+the cost). Prints a table, writes JSON.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import tempfile
 
 from benchmarks import common as bench
-from benchmarks.time_to_quality import KEYS, run_project
+from benchmarks.time_to_quality import KEYS, batch_size, run_project
 from benchmarks.train_throughput import ensure_data_dir
 from trainer import presets, settings
 
@@ -36,6 +38,8 @@ BASE = {
 ZERO_CENTRED = {"loss": "relativistic", "d_dropout": "0"}  # R3GAN: RpGAN + R1 + R2, no tricks
 LAZY_R1_R2 = {"r1_gamma": 1.0, "r2_gamma": 1.0, "penalty_every": 4}
 FAST_ADAM = {"g_learning_rate": 5e-4, "d_learning_rate": 5e-4, "beta1": 0.0, "beta2": 0.99}
+# Twice the updates per image; on 2 CPU cores at almost the same images/s (243 vs 251 kimg).
+BATCH_32 = {**ZERO_CENTRED, **LAZY_R1_R2, **FAST_ADAM, "batch_size": 32}
 CANDIDATES: dict[str, dict[str, object]] = {
     "non-saturating, dropout 0.3 (before)": {},
     "non-saturating + R1 0.1, dropout 0.3": {"r1_gamma": 0.1},
@@ -68,29 +72,36 @@ CANDIDATES: dict[str, dict[str, object]] = {
         "g_learning_rate": 1e-3,
         "d_learning_rate": 1e-3,
     },
-    # Twice the updates per image; on 2 CPU cores at almost the same images/s (243 vs 251 kimg).
-    "RpGAN + R1/R2 1.0, lazy ×4, Adam(5e-4, 0, 0.99), batch 32": {
-        **ZERO_CENTRED,
-        **LAZY_R1_R2,
-        **FAST_ADAM,
-        "batch_size": 32,
+    "RpGAN + R1/R2 1.0, lazy ×4, Adam(5e-4, 0, 0.99), batch 32": BATCH_32,
+    # The width-32 dcgan D is ~3 M multiply-adds an image against G's ~60 M: a wider D is cheap.
+    "RpGAN + R1/R2 1.0, lazy ×4, Adam(5e-4, 0, 0.99), batch 32, D width 64": {
+        **BATCH_32,
+        "d_width": 64,
+    },
+    "RpGAN + R1/R2 1.0, lazy ×4, Adam(5e-4, 0, 0.99), batch 32, D width 128": {
+        **BATCH_32,
+        "d_width": 128,
     },
 }
 
 
-def previous_results(path: str, minutes: float) -> dict[str, dict]:
+def previous_results(path: str, budget: dict[str, float]) -> dict[str, dict]:
     """Results already in ``path`` for the same budget: a run of a few candidates adds to them."""
     try:
         with open(path) as f:
             previous = json.load(f)
     except (OSError, ValueError):
         return {}
-    return previous.get("results", {}) if previous.get("minutes") == minutes else {}
+    same = all(previous.get(key) == value for key, value in budget.items())
+    return previous.get("results", {}) if same else {}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument(
+        "--kimg", type=float, default=0.0, help="Train each candidate on this many thousand images."
+    )
     parser.add_argument(
         "--only", action="append", default=[], help="A candidate; repeat for more (default: all)."
     )
@@ -109,25 +120,38 @@ def main() -> None:
     unknown = sorted(set(names) - set(CANDIDATES))
     if unknown:
         parser.error(f"unknown candidates {unknown}; choose from {list(CANDIDATES)}")
+    if args.kimg < 0 or args.minutes <= 0:
+        parser.error("--minutes must be positive and --kimg not negative")
+    budget = {"kimg": args.kimg} if args.kimg else {"minutes": args.minutes}
     data_dir = ensure_data_dir(args.data_dir)
-    results = previous_results(args.json, args.minutes)
+    results = previous_results(args.json, budget)
     for name in names:
         with tempfile.TemporaryDirectory(prefix="bench-select-") as workdir:
             flags = {**BASE, **CANDIDATES[name]}
-            result = run_project(data_dir, args.minutes, args.classifier_dir, workdir, flags)
+            minutes = args.minutes
+            if args.kimg:
+                flags["train_steps"] = int(args.kimg * 1000 / batch_size(flags))
+                minutes = 0
+            result = run_project(data_dir, minutes, args.classifier_dir, workdir, flags)
         results[name] = result
         print(f"{name}: {result['images'] / 1000:.0f} kimg, {result['model']}", flush=True)
         # After every candidate: an hour of measurements survives a later failure.
         bench.write_json(
             args.json,
-            {"benchmark": "unconditional_selection", "minutes": args.minutes, "results": results},
+            {"benchmark": "unconditional_selection", **budget, "results": results},
         )
     rows = [
-        {"candidate": name, "kimg": r["images"] / 1000, **r["model"]} for name, r in results.items()
+        {
+            "candidate": name,
+            "kimg": r["images"] / 1000,
+            "img/s": r["images"] / r["seconds"],
+            **r["model"],
+        }
+        for name, r in results.items()
     ]
     floor = next(iter(results.values()))["real_floor"]
-    rows.append({"candidate": "real data (floor)", "kimg": "", **floor})
-    bench.print_table(rows, ["candidate", "kimg", *KEYS])
+    rows.append({"candidate": "real data (floor)", "kimg": "", "img/s": "", **floor})
+    bench.print_table(rows, ["candidate", "kimg", "img/s", *KEYS])
 
 
 if __name__ == "__main__":

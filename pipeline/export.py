@@ -73,7 +73,8 @@ def _restore_generator(job_dir: str):
     except CheckpointMismatchError as e:
         raise ExportError(
             f"{store.latest}: does not match --architecture={config.architecture} "
-            f"--model_width={config.model_width} --latent_dim={config.latent_dim} in {flags_path}"
+            f"--model_width={config.model_width} --d_width={config.d_width} "
+            f"--latent_dim={config.latent_dim} in {flags_path}"
         ) from e
     if checkpoint is None:
         raise ExportError(f"{workspace.checkpoint_target}: no checkpoint; train first")

@@ -130,9 +130,9 @@ def write(out_dir: str, gan, config, manifest: dict, metrics: dict, job_dir: str
         else "unconditional samples"
     )
     kind = "class-conditional" if config.conditional else "unconditional"
+    width = f"width {config.model_width}" + (f" (D {config.d_width})" if config.d_width else "")
     model_name = (
-        f"{kind} {config.architecture} GAN, {config.loss} loss, width {config.model_width}, "
-        f"on {spec.describe()}"
+        f"{kind} {config.architecture} GAN, {config.loss} loss, {width}, on {spec.describe()}"
     )
     feature_note = f"in {metrics['feature_space']}"
     page = f"""<!doctype html>

@@ -171,6 +171,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         _check(0.0 <= getattr(config, name) < 1.0, f"--{name} must be in [0, 1)")
     _check(config.latent_dim >= 2, "--latent_dim must be >= 2")
     _check(config.model_width >= 1, "--model_width must be >= 1")
+    _check(config.d_width >= 0, "--d_width must be >= 0 (0: --model_width)")
     _check(
         config.d_dropout is None or 0.0 <= config.d_dropout < 1.0, "--d_dropout must be in [0, 1)"
     )

@@ -39,6 +39,7 @@ class ModelSpec:
     num_classes: int = 0  # 0: unconditional
     spectral_norm: bool = False
     width: int = 64  # channels (or units) of the first block; the rest scale from it
+    d_width: int | None = None  # the discriminator's own width; None: ``width``
     dropout: float | None = None  # None: the architecture's own default
 
     @property
@@ -48,6 +49,10 @@ class ModelSpec:
     @property
     def channels(self) -> int:
         return self.image_shape[2]
+
+    @property
+    def discriminator_width(self) -> int:
+        return self.width if self.d_width is None else self.d_width
 
 
 def upsampling_blocks(height: int, width: int, minimum: int = 2) -> int:
@@ -124,7 +129,8 @@ def _dense_generator(z: keras.KerasTensor, spec: ModelSpec, norm: NormFactory) -
 
 def _dense_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
     x = layers.Flatten()(image)
-    for units in (spec.width * 16, spec.width * 8, spec.width * 4):
+    width = spec.discriminator_width
+    for units in (width * 16, width * 8, width * 4):
         x = _apply(x, _sn(layers.Dense(units), spec), layers.LeakyReLU(0.2), _dropout(spec, 0.3))
     return x
 
@@ -161,7 +167,7 @@ def _dcgan_generator(z: keras.KerasTensor, spec: ModelSpec, norm: NormFactory) -
 def _dcgan_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
     x = image
     blocks = upsampling_blocks(*spec.image_shape[:2])
-    for filters in (spec.width << i for i in range(blocks)):
+    for filters in (spec.discriminator_width << i for i in range(blocks)):
         conv = layers.Conv2D(filters, 5, strides=2, padding="same")
         x = _apply(x, _sn(conv, spec), layers.LeakyReLU(), _dropout(spec, 0.3))
     return layers.Flatten()(x)
@@ -214,7 +220,8 @@ def _upsample_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.
     x = _pad_with_background(image, spec)
     blocks = _padded(spec)[2]
     for i, strides in enumerate([1] + [2] * blocks):
-        conv = layers.Conv2D(spec.width << min(i, blocks), 3, strides=strides, padding="same")
+        width = spec.discriminator_width << min(i, blocks)
+        conv = layers.Conv2D(width, 3, strides=strides, padding="same")
         x = _apply(x, _sn(conv, spec), layers.LeakyReLU(0.2), _dropout(spec, 0.0))
     return layers.Flatten()(x)
 

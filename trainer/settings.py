@@ -52,6 +52,9 @@ class TrainConfig:
     conditional: bool = setting(False, "Class-conditional G and D.")
     latent_dim: int = setting(100, "Size of the latent vector z.")
     model_width: int = setting(64, "Channels of the first conv block (units scale along).")
+    d_width: int = setting(
+        0, "The discriminator's own --model_width (a D wider than G); 0: --model_width."
+    )
     d_dropout: float | None = setting(
         None, "Discriminator dropout rate; unset: the architecture's own (0.3 for dense and dcgan)."
     )
@@ -137,6 +140,7 @@ class TrainConfig:
             num_classes=data.num_classes if self.conditional else 0,
             spectral_norm=self.spectral_norm,
             width=self.model_width,
+            d_width=self.d_width or self.model_width,
             dropout=self.d_dropout,
         )
 

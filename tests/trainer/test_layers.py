@@ -105,3 +105,17 @@ def test_fused_batch_norm_matches_keras_values_gradients_and_moving_statistics(s
     np.testing.assert_allclose(
         fused(x, training=False), reference(x, training=False), rtol=1e-5, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("architecture", sorted(models.ARCHITECTURES))
+def test_d_width_widens_the_discriminator_only(architecture):
+    def widths(model):
+        return [w.shape[-1] for w in model.weights if w.path.endswith("kernel")]
+
+    spec = models.ModelSpec(latent_dim=8, width=4)
+    wide = models.ModelSpec(latent_dim=8, width=4, d_width=12)
+    g, wide_g = (models.build_generator(architecture, s) for s in (spec, wide))
+    d, wide_d = (models.build_discriminator(architecture, s) for s in (spec, wide))
+    assert widths(wide_g) == widths(g)
+    # Every hidden layer of D is 3× as wide; the logit stays one unit.
+    assert widths(wide_d) == [3 * n for n in widths(d)[:-1]] + [1]
