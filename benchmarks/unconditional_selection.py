@@ -82,6 +82,11 @@ CANDIDATES: dict[str, dict[str, object]] = {
         **BATCH_32,
         "d_width": 128,
     },
+    # Against the digit imbalance: D sees how varied a group of 4 samples is (StyleGAN).
+    "RpGAN + R1/R2 1.0, lazy ×4, Adam(5e-4, 0, 0.99), batch 32, minibatch std 4": {
+        **BATCH_32,
+        "minibatch_std": 4,
+    },
 }
 
 

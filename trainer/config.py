@@ -176,6 +176,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         config.d_dropout is None or 0.0 <= config.d_dropout < 1.0, "--d_dropout must be in [0, 1)"
     )
     _check(config.batch_size >= 1, "--batch_size must be >= 1")
+    _check(
+        config.minibatch_std == 0 or config.minibatch_std >= 2,
+        "--minibatch_std must be 0 (off) or a group size >= 2",
+    )
     _check(config.train_steps >= 1, "--train_steps must be >= 1")
     _check(config.max_minutes >= 0, "--max_minutes must be >= 0 (0: no limit)")
     _check(0 <= config.seed < 2**32, f"--seed={config.seed}: must be in [0, 2**32)")

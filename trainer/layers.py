@@ -1,5 +1,5 @@
 """Layers the architectures need beyond Keras's own: a cheaper dropout, a fused batch norm,
-class-conditional batch norm.
+class-conditional batch norm, minibatch standard deviation.
 
 Each computes the textbook function; they differ from the Keras layers in how (dropout, fused
 batch norm) or in what conditions the affine parameters (conditional batch norm), so the seeds'
@@ -138,3 +138,41 @@ class ConditionalBatchNorm(layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_classes": self.num_classes, "momentum": self.momentum}
+
+
+class MinibatchStdDev(layers.Layer):
+    """Appends how varied the inputs' group is as one more feature (Karras et al. 2018,
+    "Progressive Growing of GANs", §3; StyleGAN and StyleGAN2 use groups of 4).
+
+    The batch splits into groups of ``group_size`` (the largest size up to it that divides the
+    batch); for each group, the standard deviation over its members of every feature, averaged
+    over the features, ``s = mean_f sqrt(Var_group(x_f) + 1e-8)``, is appended to each member as
+    a constant map. D then judges a group of samples as well as each sample: a generator that
+    draws few kinds of images makes groups less varied than real ones, and D can tell.
+    Sample ``i`` belongs to group ``i mod (batch / group_size)``, as in StyleGAN2.
+    """
+
+    def __init__(self, group_size: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        if group_size < 2:
+            raise ValueError(f"minibatch std group size {group_size} must be >= 2")
+        self.group_size = group_size
+
+    def call(self, inputs):
+        shape = tf.shape(inputs)
+        batch = shape[0]
+        sizes = tf.range(self.group_size, 0, -1)
+        group = tf.boolean_mask(sizes, tf.equal(batch % sizes, 0))[0]
+        grouped = tf.reshape(tf.cast(inputs, tf.float32), tf.concat([[group, -1], shape[1:]], 0))
+        spread = tf.sqrt(tf.math.reduce_variance(grouped, axis=0) + 1e-8)
+        per_group = tf.reduce_mean(tf.reshape(spread, [batch // group, -1]), axis=1)
+        rank = len(inputs.shape)
+        per_sample = tf.reshape(tf.tile(per_group, [group]), [-1] + [1] * (rank - 1))
+        feature = tf.ones_like(inputs[..., :1]) * tf.cast(per_sample, inputs.dtype)
+        return tf.concat([inputs, feature], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "group_size": self.group_size}

@@ -41,6 +41,7 @@ class ModelSpec:
     width: int = 64  # channels (or units) of the first block; the rest scale from it
     d_width: int | None = None  # the discriminator's own width; None: ``width``
     dropout: float | None = None  # None: the architecture's own default
+    minibatch_std: int = 0  # D's minibatch standard deviation group size; 0: off
 
     @property
     def conditional(self) -> bool:
@@ -96,6 +97,11 @@ def _dropout(spec: ModelSpec, default: float) -> layers.Layer | None:
     return gan_layers.Dropout(rate) if rate > 0 else None
 
 
+def _minibatch_std(spec: ModelSpec, last: bool) -> layers.Layer | None:
+    """Before D's last block, as in StyleGAN: that block sees the group's spread beside x."""
+    return gan_layers.MinibatchStdDev(spec.minibatch_std) if last and spec.minibatch_std else None
+
+
 def _apply(x: keras.KerasTensor, *stack: layers.Layer | None) -> keras.KerasTensor:
     for layer in stack:
         if layer is not None:
@@ -130,8 +136,14 @@ def _dense_generator(z: keras.KerasTensor, spec: ModelSpec, norm: NormFactory) -
 def _dense_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
     x = layers.Flatten()(image)
     width = spec.discriminator_width
-    for units in (width * 16, width * 8, width * 4):
-        x = _apply(x, _sn(layers.Dense(units), spec), layers.LeakyReLU(0.2), _dropout(spec, 0.3))
+    for i, units in enumerate((width * 16, width * 8, width * 4)):
+        x = _apply(
+            x,
+            _minibatch_std(spec, last=i == 2),
+            _sn(layers.Dense(units), spec),
+            layers.LeakyReLU(0.2),
+            _dropout(spec, 0.3),
+        )
     return x
 
 
@@ -167,9 +179,15 @@ def _dcgan_generator(z: keras.KerasTensor, spec: ModelSpec, norm: NormFactory) -
 def _dcgan_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
     x = image
     blocks = upsampling_blocks(*spec.image_shape[:2])
-    for filters in (spec.discriminator_width << i for i in range(blocks)):
-        conv = layers.Conv2D(filters, 5, strides=2, padding="same")
-        x = _apply(x, _sn(conv, spec), layers.LeakyReLU(), _dropout(spec, 0.3))
+    for i in range(blocks):
+        conv = layers.Conv2D(spec.discriminator_width << i, 5, strides=2, padding="same")
+        x = _apply(
+            x,
+            _minibatch_std(spec, last=i == blocks - 1),
+            _sn(conv, spec),
+            layers.LeakyReLU(),
+            _dropout(spec, 0.3),
+        )
     return layers.Flatten()(x)
 
 
@@ -222,7 +240,13 @@ def _upsample_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.
     for i, strides in enumerate([1] + [2] * blocks):
         width = spec.discriminator_width << min(i, blocks)
         conv = layers.Conv2D(width, 3, strides=strides, padding="same")
-        x = _apply(x, _sn(conv, spec), layers.LeakyReLU(0.2), _dropout(spec, 0.0))
+        x = _apply(
+            x,
+            _minibatch_std(spec, last=i == blocks),
+            _sn(conv, spec),
+            layers.LeakyReLU(0.2),
+            _dropout(spec, 0.0),
+        )
     return layers.Flatten()(x)
 
 

@@ -58,6 +58,11 @@ class TrainConfig:
     d_dropout: float | None = setting(
         None, "Discriminator dropout rate; unset: the architecture's own (0.3 for dense and dcgan)."
     )
+    minibatch_std: int = setting(
+        0,
+        "Group size of D's minibatch standard deviation feature (Karras et al. 2018; StyleGAN: "
+        "4); 0: off.",
+    )
     batch_size: int = setting(128, "Global batch, split over replicas.")
     train_steps: int = setting(5000, "Generator updates to train for.")
     max_minutes: float = setting(0.0, "Stop (with a checkpoint) after this long; 0: no limit.")
@@ -142,6 +147,7 @@ class TrainConfig:
             width=self.model_width,
             d_width=self.d_width or self.model_width,
             dropout=self.d_dropout,
+            minibatch_std=self.minibatch_std,
         )
 
 

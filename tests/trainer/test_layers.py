@@ -119,3 +119,36 @@ def test_d_width_widens_the_discriminator_only(architecture):
     assert widths(wide_g) == widths(g)
     # Every hidden layer of D is 3× as wide; the logit stays one unit.
     assert widths(wide_d) == [3 * n for n in widths(d)[:-1]] + [1]
+
+
+def test_minibatch_std_appends_each_groups_mean_standard_deviation():
+    # Groups of 2 in a batch of 4: sample i is in group i mod 2, so {x0, x2} and {x1, x3}.
+    x = tf.constant([[0.0, 0.0], [2.0, 4.0], [2.0, 2.0], [2.0, 2.0]])
+    out = gan_layers.MinibatchStdDev(group_size=2)(x).numpy()
+    np.testing.assert_array_equal(out[:, :2], x)
+    # {x0, x2}: per-feature std (1, 1), mean 1; {x1, x3}: std (0, 1), mean 0.5.
+    np.testing.assert_allclose(out[:, 2], [1.0, 0.5, 1.0, 0.5], atol=1e-3)
+
+
+def test_minibatch_std_groups_divide_the_batch_and_fill_a_constant_map():
+    maps = tf.random.normal([6, 3, 3, 2])
+    out = gan_layers.MinibatchStdDev(group_size=4)(maps).numpy()  # 6 = 2 groups of 3
+    assert out.shape == (6, 3, 3, 3)
+    feature = out[..., 2]
+    assert np.ptp(feature, axis=(1, 2)).max() == 0.0
+    grouped = maps.numpy().reshape(3, 2, 3, 3, 2)
+    expected = np.sqrt(grouped.var(axis=0) + 1e-8).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(feature[:, 0, 0], np.tile(expected, 3), rtol=1e-5)
+    same = gan_layers.MinibatchStdDev(group_size=4)(tf.ones([4, 3, 3, 2])).numpy()
+    np.testing.assert_allclose(same[..., 2], 1e-4, rtol=1e-3)  # sqrt(0 + 1e-8)
+
+
+@pytest.mark.parametrize("architecture", sorted(models.ARCHITECTURES))
+def test_minibatch_std_makes_d_judge_a_sample_with_its_group(architecture):
+    images = tf.random.uniform([4, 28, 28, 1], -1.0, 1.0)
+    others = tf.concat([images[:1], tf.random.uniform([3, 28, 28, 1], -1.0, 1.0)], axis=0)
+    for group, depends in ((0, False), (4, True)):
+        spec = models.ModelSpec(latent_dim=8, width=4, dropout=0.0, minibatch_std=group)
+        d = models.build_discriminator(architecture, spec)
+        first = d(images, training=False)[0], d(others, training=False)[0]
+        assert (abs(float(first[0] - first[1])) > 1e-6) == depends, (architecture, group)
