@@ -231,8 +231,7 @@ def main() -> None:
                 )
                 minutes = getattr(args, budget)
                 if args.kimg:
-                    flags = {**flags, "train_steps": int(args.kimg * 1000 / batch_size(flags))}
-                    minutes = 0
+                    flags, minutes = on_images(flags, args.kimg), 0
                 result = run_project(data_dir, minutes, args.classifier_dir, workdir, flags)
                 (stacked if data == "stacked" else mnist)[name] = result
         except subprocess.CalledProcessError as e:
@@ -263,6 +262,11 @@ def main() -> None:
             "published_stacked_mnist": PUBLISHED_STACKED,
         },
     )
+
+
+def on_images(flags: dict[str, object], kimg: float) -> dict[str, object]:
+    """``flags`` training ``kimg`` thousand images (the steps at its batch) instead of minutes."""
+    return {**flags, "train_steps": int(kimg * 1000 / batch_size(flags))}
 
 
 def batch_size(flags: dict[str, object]) -> int:

@@ -20,7 +20,7 @@ import os
 import tempfile
 
 from benchmarks import common as bench
-from benchmarks.time_to_quality import KEYS, batch_size, run_project
+from benchmarks.time_to_quality import KEYS, on_images, run_project
 from benchmarks.train_throughput import ensure_data_dir
 from trainer import presets, settings
 
@@ -135,8 +135,7 @@ def main() -> None:
             flags = {**BASE, **CANDIDATES[name]}
             minutes = args.minutes
             if args.kimg:
-                flags["train_steps"] = int(args.kimg * 1000 / batch_size(flags))
-                minutes = 0
+                flags, minutes = on_images(flags, args.kimg), 0
             result = run_project(data_dir, minutes, args.classifier_dir, workdir, flags)
         results[name] = result
         print(f"{name}: {result['images'] / 1000:.0f} kimg, {result['model']}", flush=True)

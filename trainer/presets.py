@@ -60,11 +60,16 @@ PRESETS: dict[str, dict[str, object]] = {
         **_PIPELINE,
         "conditional": False,
         "batch_size": 32,
-        "train_steps": 12000,
-        "log_every": 1000,
-        "sample_every": 2000,
-        "checkpoint_every": 4000,
-        "eval_every": 6000,
+        **{
+            name: 2 * _PIPELINE[name]
+            for name in (
+                "train_steps",
+                "log_every",
+                "sample_every",
+                "checkpoint_every",
+                "eval_every",
+            )
+        },
     },
     # The pipeline's model at toy size: a build or a cluster checked end to end in minutes
     # (the cloud rehearsal test trains it), not a model anyone should use.
