@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from absl import flags, logging
 
@@ -46,12 +46,21 @@ def fail(prog: str, message: object) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
-def flags_parser(prog: str, known_only: bool = False) -> Callable[[list[str]], list[str]]:
-    """absl's parsing, with a bad flag (unknown, unparsable, missing) as one line, exit 2."""
+def flags_parser(
+    prog: str, known_only: bool = False, retired: Mapping[str, str] | None = None
+) -> Callable[[list[str]], list[str]]:
+    """absl's parsing, with a bad flag (unknown, unparsable, missing) as one line, exit 2.
+
+    ``retired`` maps a flag that no longer exists to what replaced it: a command line or an old
+    run's ``flags.txt`` that still names it is told what to write instead.
+    """
 
     def parse(argv: list[str]) -> list[str]:
         try:
             return flags.FLAGS(argv, known_only=known_only)
+        except flags.UnrecognizedFlagError as e:
+            hint = (retired or {}).get(e.flagname)
+            fail(prog, f"--{e.flagname} was {hint}" if hint else e)
         except flags.Error as e:
             fail(prog, e)
         raise AssertionError("unreachable")

@@ -183,7 +183,9 @@ def validate(config: TrainConfig) -> TrainConfig:
     _check(config.train_steps >= 1, "--train_steps must be >= 1")
     _check(config.max_minutes >= 0, "--max_minutes must be >= 0 (0: no limit)")
     _check(0 <= config.seed < 2**32, f"--seed={config.seed}: must be in [0, 2**32)")
-    _check(0.0 <= config.ema_decay < 1.0, "--ema_decay must be in [0, 1) (0: no EMA)")
+    for name in ("ema_kimg", "ema_rampup"):
+        value = getattr(config, name)
+        _check(0.0 <= value < math.inf, f"--{name}={value}: must be >= 0 (0: off)")
     _check(
         config.mixed_precision in MIXED_PRECISION_CHOICES,
         f"--mixed_precision={config.mixed_precision}: choose one of "

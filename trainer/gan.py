@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.schema import DataSpec
-from trainer import losses, models, penalties
+from trainer import ema, losses, models, penalties
 from trainer.config import TrainConfig
 
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_penalty", "d_grad_norm", "g_grad_norm")
@@ -49,11 +49,13 @@ class Gan:
         self.generator = models.build_generator(config.architecture, spec)
         self.discriminator = models.build_discriminator(config.architecture, spec)
         self.ema_generator = (
-            models.build_generator(config.architecture, spec) if config.ema_decay > 0 else None
+            models.build_generator(config.architecture, spec) if config.ema_kimg > 0 else None
         )
         if self.ema_generator is not None:
-            for ema, weight in zip(self.ema_generator.weights, self.generator.weights, strict=True):
-                ema.assign(weight)
+            for average, weight in zip(
+                self.ema_generator.weights, self.generator.weights, strict=True
+            ):
+                average.assign(weight)
         self.g_optimizer = _adam(config, config.g_learning_rate)
         self.d_optimizer = _adam(config, config.d_learning_rate)
         # Built now, so a checkpoint restores into existing slots rather than deferred ones.
@@ -239,14 +241,17 @@ class Gan:
     def _update_ema(self) -> None:
         if self.ema_generator is None:
             return
-        step = tf.cast(self.step, tf.float32)
-        # Warm-up as tf.train.ExponentialMovingAverage(num_updates): early samples are not stale.
-        decay = tf.minimum(self.config.ema_decay, (1.0 + step) / (10.0 + step))
-        for ema, weight in zip(self.ema_generator.weights, self.generator.weights, strict=True):
+        decay = ema.decay(
+            self.step * self.global_batch,
+            self.global_batch,
+            self.config.ema_kimg,
+            self.config.ema_rampup,
+        )
+        for average, weight in zip(self.ema_generator.weights, self.generator.weights, strict=True):
             if weight.trainable:
-                ema.assign(decay * ema + (1.0 - decay) * weight)
+                average.assign(decay * average + (1.0 - decay) * weight)
             else:
-                ema.assign(weight)  # batch-norm statistics follow the live generator
+                average.assign(weight)  # batch-norm statistics follow the live generator
 
     def make_train_function(self):
         """A tf.function running ``n`` steps from a distributed iterator; returns mean metrics."""

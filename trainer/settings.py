@@ -18,6 +18,13 @@ def setting(default, help: str, **metadata):
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
+# Flags that were, and what replaced them: an old run's flags.txt is told what to write instead.
+RETIRED = {
+    "ema_decay": "replaced by --ema_kimg, the EMA's half-life in thousands of images "
+    "(a decay d a step at batch B is ln 0.5 / ln d · B / 1000 kimg; 0.999 at 64: 44.3)",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     data_dir: str = setting(None, "Preprocessed data: TFRecords + manifest.json (local or gs://).")
@@ -67,7 +74,17 @@ class TrainConfig:
     train_steps: int = setting(5000, "Generator updates to train for.")
     max_minutes: float = setting(0.0, "Stop (with a checkpoint) after this long; 0: no limit.")
     seed: int = setting(0, "Seeds weights, data order, noise and dropout.")
-    ema_decay: float = setting(0.999, "EMA of G weights used for samples and export; 0: off.")
+    ema_kimg: float = setting(
+        100.0,
+        "Half-life of the EMA of G's weights (used for samples and export), in thousands of "
+        "images (StyleGAN2-ADA); 0: no EMA.",
+    )
+    # 0.077 ≈ ln 2 / 9: the half-life of tf.train.ExponentialMovingAverage's warm-up, decay ≤
+    # (1 + s) / (10 + s) at step s, that this EMA had when it was counted in steps.
+    ema_rampup: float = setting(
+        0.077,
+        "While shorter, the EMA's half-life is this fraction of the images seen; 0: none.",
+    )
     mixed_precision: str = setting(
         "none",
         "bf16 on CPU/TPU, fp16 (with loss scaling) on GPU; auto: bf16 on TPUs and CPUs with "

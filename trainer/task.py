@@ -98,4 +98,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded("trainer", main), flags_parser=cli.flags_parser("trainer"))
+    app.run(
+        cli.guarded("trainer", main),
+        flags_parser=cli.flags_parser("trainer", retired=settings.RETIRED),
+    )

@@ -264,6 +264,7 @@ def test_flagfile_reproduces_the_run(tiny_data_dir, tmp_path):
         (["--batch_size=x"], "flag --batch_size=x: invalid literal"),
         (["--preset=huge"], "flag --preset=huge: value should be one of"),
         (["stray"], "unexpected arguments stray"),
+        (["--ema_decay=0.999"], "trainer: error: --ema_decay was replaced by --ema_kimg"),
     ],
 )
 def test_bad_flags_fail_with_one_line(args, message, tiny_data_dir, tmp_path):

@@ -65,7 +65,7 @@ def test_every_loss_trains_with_every_penalty(loss, tiny_data_dir, tmp_path):
         {"conditional": True},
         {"conditional": True, "spectral_norm": True, "loss": "hinge", "architecture": "upsample"},
         {"training_ratio": 3, "loss": "wasserstein_gp", "beta1": 0.0, "beta2": 0.9},
-        {"label_smoothing": 0.1, "ema_decay": 0.0, "architecture": "dense"},
+        {"label_smoothing": 0.1, "ema_kimg": 0.0, "architecture": "dense"},
         {"mixed_precision": "bf16"},
         {"xla": True, "conditional": True},  # dropout masks, fused BN and CBN under XLA (TPU)
     ],
@@ -125,7 +125,7 @@ def test_conditional_samples_follow_their_labels(tiny_data_dir, tmp_path):
     from trainer import data
     from trainer.gan import Gan
 
-    config = tiny_config(tiny_data_dir, str(tmp_path), conditional=True, ema_decay=0.0)
+    config = tiny_config(tiny_data_dir, str(tmp_path), conditional=True, ema_kimg=0.0)
     strategy = tf.distribute.get_strategy()
     gan = Gan(config, data.data_spec(data.read_manifest(tiny_data_dir)), strategy)
     manifest = data.read_manifest(tiny_data_dir)
@@ -154,7 +154,8 @@ BAD_CONFIGS = {
     ),
     "unknown loss": ({"loss": "nope"}, "--loss=nope: choose one of"),
     "zero ratio": ({"training_ratio": 0}, "--training_ratio must be >= 1"),
-    "ema of 1": ({"ema_decay": 1.0}, "--ema_decay must be in [0, 1)"),
+    "negative ema": ({"ema_kimg": -1.0}, "--ema_kimg=-1.0: must be >= 0"),
+    "infinite ema ramp-up": ({"ema_rampup": float("inf")}, "--ema_rampup=inf: must be >= 0"),
     "negative r1": ({"r1_gamma": -1.0}, "--r1_gamma=-1.0: must be >= 0"),
     "nan r2": ({"r2_gamma": float("nan")}, "--r2_gamma=nan: must be >= 0"),
     "lazy interval 0": ({"penalty_every": 0}, "--penalty_every must be >= 1"),
