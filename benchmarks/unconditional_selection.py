@@ -89,6 +89,11 @@ CANDIDATES: dict[str, dict[str, object]] = {
         **BATCH_32,
         "ema_kimg": 100.0,
     },
+    # StyleGAN2's R1 interval: the double backprop on one step in 16 instead of 4, at 16× γ.
+    "RpGAN + R1/R2 1.0, lazy ×16, Adam(5e-4, 0, 0.99), batch 32": {
+        **BATCH_32,
+        "penalty_every": 16,
+    },
     # Against the digit imbalance: D sees how varied a group of 4 samples is (StyleGAN).
     "RpGAN + R1/R2 1.0, lazy ×4, Adam(5e-4, 0, 0.99), batch 32, minibatch std 4": {
         **BATCH_32,
