@@ -66,6 +66,16 @@ def test_flags_text_records_every_field_and_reads_back_to_the_same_config():
     assert config_lib.from_flags_text(config_lib.to_flags_text(unset), "flags.txt") == unset
 
 
+@pytest.mark.parametrize(
+    ("line", "ema_kimg"), [("--ema_decay=0.0", 0.0), ("--ema_decay=0.999", 100)]
+)
+def test_an_older_runs_flags_file_builds_its_model(line, ema_kimg):
+    """Runs trained before the EMA was counted in images: one without EMA has no EMA generator
+    in its checkpoints, so its export must not build one."""
+    text = f"--data_dir=d\n--job_dir=j\n{line}\n"
+    assert config_lib.from_flags_text(text, "flags.txt").ema_kimg == ema_kimg
+
+
 def test_unknown_preset_is_one_line():
     with pytest.raises(config_lib.ConfigError, match=r"--preset=huge: choose one of"):
         config_lib.resolve(flag_values(preset="huge"))
