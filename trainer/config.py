@@ -10,7 +10,7 @@ import math
 from collections.abc import Collection, Mapping
 
 from common.cli import UserError
-from trainer import losses, models, presets
+from trainer import losses, models, presets, settings
 from trainer.settings import TrainConfig
 
 
@@ -67,14 +67,9 @@ def to_flags_text(config: TrainConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-# A retired flag in an older run's flags.txt, in today's fields: what building its model needs.
-# An EMA decay of 0 was no EMA: its checkpoints hold no EMA generator to restore into.
-LEGACY_FLAGS = {"ema_decay": lambda raw: {"ema_kimg": 0.0} if float(raw) == 0 else {}}
-
-
 def from_flags_text(text: str, where: str) -> TrainConfig:
     """Rebuild a run's config from its ``flags.txt`` (``--name=value`` / ``--[no]name`` lines);
-    an older run's retired flags are read as today's (``LEGACY_FLAGS``)."""
+    an older run's retired flags are read as today's (``settings.RETIRED_AS``)."""
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     values: dict = {}
     for line in text.splitlines():
@@ -85,8 +80,8 @@ def from_flags_text(text: str, where: str) -> TrainConfig:
         if not has_value:
             negated = name.startswith("no") and name[2:] in fields
             name, raw = (name[2:], "false") if negated else (name, "true")
-        if name in LEGACY_FLAGS:
-            values.update(LEGACY_FLAGS[name](raw))
+        if name in settings.RETIRED_AS:
+            values.update(settings.RETIRED_AS[name](raw))
         if name not in fields:
             continue
         kind = str(fields[name].type)

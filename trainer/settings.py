@@ -23,6 +23,9 @@ RETIRED = {
     "ema_decay": "replaced by --ema_kimg, the EMA's half-life in thousands of images "
     "(a decay d a step at batch B is ln 0.5 / ln d · B / 1000 kimg; 0.999 at 64: 44.3)",
 }
+# The same flags in an older run's flags.txt, as today's fields: what building its model needs
+# (the export reads old runs). An EMA decay of 0 was no EMA: no EMA generator to restore into.
+RETIRED_AS = {"ema_decay": lambda raw: {"ema_kimg": 0.0} if float(raw) == 0 else {}}
 
 
 @dataclasses.dataclass(frozen=True)
