@@ -1,19 +1,20 @@
 """Training throughput: the project's steps vs the TensorFlow DCGAN tutorial's, same batch.
 
     python -m benchmarks.train_throughput [--batch_size=256] [--steps=60] [--repeats=3]
-                                          [--baseline=COMMIT] [--xla]
+                                          [--baseline=COMMIT] [--variant="PRESET FLAGS"] [--xla]
 
 Alternates runs of the tutorial's loop (``benchmarks/tutorial.py``, fp32 and with Keras'
 one-line ``mixed_bfloat16`` policy: the strongest cheap peer), the project's trainer step on the
 tutorial's shape (``--architecture=dcgan``, width 64, fp32 and bf16), and the pipeline's default
 configuration as ``pipeline.run`` trains it (``--preset=pipeline``: class-conditional, width 32,
 batch 64, EMA, ``auto`` precision; in a child process), several repeats, and reports median
-images/s and the ratios. ``--baseline=COMMIT`` (repeatable) adds the pipeline default's step as
-that commit's trainer runs it (a git worktree, another child), alternated in the same rounds: a
-speed-up measured in one run, on one machine state. bf16 variants run where the CPU has bf16.
-It also measures this machine's matmul peak (fp32, and bf16
-where the CPU has it), counts the model's FLOPs per training image analytically, and prints the
-achieved fraction of peak (MFU) for the precision each variant computes in.
+images/s and the ratios. ``--variant="PRESET FLAG=VALUE ..."`` (repeatable) adds a preset with
+trainer flags, e.g. ``"unconditional penalty_every=16"``. ``--baseline=COMMIT`` (repeatable)
+adds the pipeline default's step as that commit's trainer runs it (a git worktree, another
+child), alternated in the same rounds: a speed-up measured in one run, on one machine state.
+bf16 variants run where the CPU has bf16. It also measures this machine's matmul peak (fp32, and
+bf16 where the CPU has it), counts the model's FLOPs per training image analytically, and prints
+the achieved fraction of peak (MFU) for the precision each variant computes in.
 
 FLOPs per training image (both steps have the same structure: one G forward, D on real and on
 fake, two tapes): 3·G + 7·D, where G and D are one forward pass of each network (2 FLOPs per
@@ -115,16 +116,23 @@ class TutorialRunner:
 PRECISION_NAMES = {"none": "fp32", "bf16": "bf16"}  # --mixed_precision → the peak it runs at
 
 
-def pipeline_config(data_dir: str):
-    """The pipeline preset as ``pipeline.run`` trains it here (``auto`` precision resolved)."""
+def pipeline_config(data_dir: str, variant: str = "pipeline"):
+    """A preset as ``pipeline.run`` trains it here (``auto`` precision resolved), with the
+    trainer flags a ``variant`` adds to it: ``"unconditional penalty_every=16"``."""
     import dataclasses
 
     from trainer import config as config_lib
     from trainer import strategy as strategy_lib
 
+    preset, *flags = variant.split()
+    # The trainer's own reading of --name=value lines types the added flags.
+    lines = [f"--data_dir={data_dir}", "--job_dir=unused", *(f"--{flag}" for flag in flags)]
+    typed = config_lib.from_flags_text("\n".join(lines), f"variant {variant!r}")
+    given = {flag.split("=", 1)[0] for flag in flags}
     defaults = {f.name: f.default for f in dataclasses.fields(config_lib.TrainConfig)}
-    values = {**defaults, "data_dir": data_dir, "job_dir": "unused", "preset": "pipeline"}
-    config = config_lib.resolve({**values, "strategy": "default"}, given={"strategy"})
+    values = {**defaults, "data_dir": data_dir, "job_dir": "unused", "preset": preset}
+    values.update({name: getattr(typed, name) for name in given}, strategy="default")
+    config = config_lib.resolve(values, given={"strategy", *given})
     precision = config_lib.auto_mixed_precision("cpu", strategy_lib.cpu_flags())
     return dataclasses.replace(config, mixed_precision=precision)
 
@@ -297,6 +305,13 @@ def main() -> None:
         "(repeatable: several commits in the same rounds).",
     )
     parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help='A preset and trainer flags to time too, e.g. "unconditional penalty_every=16" '
+        "(repeatable; in this process, alternated with the rest).",
+    )
+    parser.add_argument(
         "--data_dir", default=os.path.join(bench.REPO_ROOT, "runs", "quickstart", "data")
     )
     parser.add_argument("--json", default=os.path.join(bench.RESULTS_DIR, "train_throughput.json"))
@@ -322,6 +337,10 @@ def main() -> None:
     runners += [
         ProjectRunner.dcgan(data_dir, args.batch_size, precisions[p], args.steps_per_call)
         for p in peaks
+    ]
+    runners += [
+        ProjectRunner(variant, pipeline_config(data_dir, variant), args.steps_per_call)
+        for variant in args.variant
     ]
     if args.xla:
         runners += [
@@ -364,6 +383,7 @@ def main() -> None:
             "steps": args.steps,
             "repeats": args.repeats,
             "baselines": args.baseline,
+            "variants": args.variant,
             "matmul_peak_gflop_per_s": peaks,
             "rows": rows,
         },
