@@ -285,7 +285,7 @@ def test_stacked_mnist_trains_and_is_scored_by_modes(tmp_path):
     data = str(tmp_path / "data")
     preprocess(source, data, "--stacked_mnist", "--stacked_examples=300")
     # Scored once, at export: 26,000 samples per evaluation is the protocol and the cost.
-    # The unconditional preset end to end (RpGAN with lazy R1/R2, applied at step 0 of 4), at
+    # The unconditional preset end to end (RpGAN with lazy R1/R2, applied at step 0 of 16), at
     # the smoke preset's size: 26,000 samples of the full-width generator cost minutes.
     export = train_and_export(
         data,
