@@ -21,7 +21,7 @@ import tempfile
 import time
 
 from benchmarks import common as bench
-from benchmarks.train_throughput import ProjectRunner, ensure_data_dir, pipeline_config
+from benchmarks.train_throughput import ProjectRunner, ensure_data_dir, preset_config
 
 # (kind, test on "op type", test on the op's scoped name); the first match wins.
 KINDS = (
@@ -92,7 +92,7 @@ def main() -> None:
 
     data_dir = ensure_data_dir(args.data_dir)
     if args.config == "pipeline":
-        runner = ProjectRunner("pipeline default", pipeline_config(data_dir), 10)
+        runner = ProjectRunner("pipeline default", preset_config(data_dir), 10)
     else:
         runner = ProjectRunner.dcgan(data_dir, args.batch_size, args.precision, 10)
     batch = runner.batch_size

@@ -116,7 +116,7 @@ class TutorialRunner:
 PRECISION_NAMES = {"none": "fp32", "bf16": "bf16"}  # --mixed_precision → the peak it runs at
 
 
-def pipeline_config(data_dir: str, variant: str = "pipeline"):
+def preset_config(data_dir: str, variant: str = "pipeline"):
     """A preset as ``pipeline.run`` trains it here (``auto`` precision resolved), with the
     trainer flags a ``variant`` adds to it: ``"unconditional penalty_every=16"``."""
     import dataclasses
@@ -251,7 +251,7 @@ def serve_child(data_dir: str, steps_per_call: int) -> None:
     """The child's side of ``ChildRunner``: header line, then ``done`` per ``run N``."""
     import sys
 
-    runner = ProjectRunner("child", pipeline_config(data_dir), steps_per_call)
+    runner = ProjectRunner("child", preset_config(data_dir), steps_per_call)
     print(runner.precision, runner.batch_size, runner.flops, flush=True)
     for line in sys.stdin:
         runner.run(int(line.split()[1]))
@@ -320,6 +320,13 @@ def main() -> None:
     if args.child:
         serve_child(args.child, args.steps_per_call)
         return
+    from common.cli import UserError
+
+    for variant in args.variant:  # before minutes of set-up, not after
+        try:
+            preset_config(args.data_dir, variant)
+        except (UserError, ValueError) as e:
+            parser.error(f"--variant={variant!r}: {e}")
 
     import tempfile
 
@@ -339,7 +346,7 @@ def main() -> None:
         for p in peaks
     ]
     runners += [
-        ProjectRunner(variant, pipeline_config(data_dir, variant), args.steps_per_call)
+        ProjectRunner(variant, preset_config(data_dir, variant), args.steps_per_call)
         for variant in args.variant
     ]
     if args.xla:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.trainer.test_training import tiny_config
+from tests.trainer.test_training import one_step, tiny_config
 from trainer import data, ema, settings
 from trainer.gan import Gan
 
@@ -42,11 +42,9 @@ def _one_step(data_dir: str, job_dir: str, **overrides) -> tuple[Gan, list[np.nd
     """A Gan after one train step, and its generator's weights before it."""
     config = dataclasses.replace(tiny_config(data_dir, job_dir), **overrides)
     gan = Gan(config, data.data_spec(data.read_manifest(data_dir)), tf.distribute.get_strategy())
-    initial = [w.numpy() for w in gan.generator.trainable_weights]
+    initial = _weights(gan.generator)
     batch = np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
-    dataset = tf.data.Dataset.from_tensors((batch, np.zeros(16, np.int32))).repeat()
-    iterator = iter(gan.strategy.experimental_distribute_dataset(dataset))
-    gan.make_train_function()(iterator, tf.constant(1, tf.int64))
+    one_step(gan, gan.make_train_function(), batch, np.zeros(16, np.int32))
     return gan, initial
 
 

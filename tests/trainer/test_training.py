@@ -30,6 +30,16 @@ def tiny_config(data_dir: str, job_dir: str, **overrides) -> config_lib.TrainCon
     return config_lib.validate(dataclasses.replace(base, **overrides))
 
 
+def one_step(gan, train_steps, images: np.ndarray, labels: np.ndarray) -> tuple:
+    """One step of ``train_steps`` (a ``Gan.make_train_function()``) on this batch: (metrics,
+    finite)."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    iterator = iter(gan.strategy.experimental_distribute_dataset(dataset))
+    return train_steps(iterator, tf.constant(1, tf.int64))
+
+
 @pytest.mark.parametrize("loss", sorted(losses.LOSSES))
 @pytest.mark.parametrize("architecture", sorted(models.ARCHITECTURES))
 def test_every_architecture_and_loss_trains_with_finite_losses(
@@ -223,9 +233,7 @@ def test_the_nan_guard_sees_the_extra_discriminator_steps(tiny_data_dir, tmp_pat
     train_steps = gan.make_train_function()
 
     def finite_with(batch: np.ndarray) -> bool:
-        dataset = tf.data.Dataset.from_tensors((batch, labels)).repeat()
-        iterator = iter(gan.strategy.experimental_distribute_dataset(dataset))
-        return bool(train_steps(iterator, tf.constant(1, tf.int64))[1])
+        return bool(one_step(gan, train_steps, batch, labels)[1])
 
     assert finite_with(images)
     poisoned = images.copy()
