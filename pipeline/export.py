@@ -86,22 +86,23 @@ def save_generator(gan, latent_dim: int, conditional: bool, path: str) -> None:
     import keras
     import tensorflow as tf
 
-    sampler = gan.sampler
     archive = keras.export.ExportArchive()
-    archive.track(sampler)
+    archive.track(gan.sampler)
+    if gan.clusters is not None:
+        archive.track(gan.clusters)
     z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
     if conditional:
 
         @tf.function
         def serve(z, label):
-            return {"images": sampler([z, label], training=False)}
+            return {"images": gan.generate(z, label)}
 
         signature = [z_spec, tf.TensorSpec([None], tf.int32, name="label")]
     else:
 
         @tf.function
         def serve(z):
-            return {"images": sampler([z], training=False)}
+            return {"images": gan.generate(z)}
 
         signature = [z_spec]
     archive.add_endpoint("serving_default", serve, input_signature=signature)

@@ -121,6 +121,7 @@ def _choices(name: str) -> tuple[str, ...]:
 
 MIXED_PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 AUTO = "auto"
+MAX_CLUSTERS = 1000  # k-means over at most clusters.FIT_IMAGES images; more would be near-empty
 MIXED_PRECISION_CHOICES = _choices("mixed_precision")
 STRATEGIES = _choices("strategy")
 assert set(MIXED_PRECISION_CHOICES) == {AUTO, *MIXED_PRECISION_POLICIES}
@@ -173,6 +174,10 @@ def validate(config: TrainConfig) -> TrainConfig:
     for name in ("beta1", "beta2"):
         _check(0.0 <= getattr(config, name) < 1.0, f"--{name} must be in [0, 1)")
     _check(config.latent_dim >= 2, "--latent_dim must be >= 2")
+    _check(
+        0 <= config.clusters <= MAX_CLUSTERS,
+        f"--clusters={config.clusters}: must be in [0, {MAX_CLUSTERS}] (0: off)",
+    )
     _check(config.model_width >= 1, "--model_width must be >= 1")
     _check(config.d_width >= 0, "--d_width must be >= 0 (0: --model_width)")
     _check(

@@ -291,12 +291,17 @@ def split_dataset(
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def load_examples(data_dir: str, manifest: dict, split: str, limit: int | None = None) -> SplitData:
-    """The first ``limit`` examples of ``split`` (all when None) in file order, in memory."""
+def load_examples(
+    data_dir: str, manifest: dict, split: str, limit: int | None = None, seed: int | None = None
+) -> SplitData:
+    """The first ``limit`` examples of ``split`` (all when None) in memory: in file order, or
+    shuffled by ``seed`` (a random sample)."""
     images, labels = [], []
     taken = 0
     try:
-        for batch_images, batch_labels in split_dataset(data_dir, manifest, split, PARSE_BATCH):
+        for batch_images, batch_labels in split_dataset(
+            data_dir, manifest, split, PARSE_BATCH, seed
+        ):
             images.append(batch_images.numpy())
             labels.append(batch_labels.numpy())
             taken += len(labels[-1])

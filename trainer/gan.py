@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.schema import DataSpec
-from trainer import ema, losses, models, penalties
+from trainer import clusters, ema, losses, models, penalties
 from trainer.config import TrainConfig
 
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_penalty", "d_grad_norm", "g_grad_norm")
@@ -46,6 +46,12 @@ class Gan:
         self.loss: losses.GanLoss = config.gan_loss
         spec = config.model_spec(data)
         self.spec = spec
+        # Self-conditioning: the clusters' variables are filled by fit_clusters or a restore.
+        self.clusters = (
+            clusters.Clusters(config.self_conditioning, data.shape)
+            if config.self_conditioning
+            else None
+        )
         self.generator = models.build_generator(config.architecture, spec)
         self.discriminator = models.build_discriminator(config.architecture, spec)
         self.ema_generator = (
@@ -87,7 +93,15 @@ class Gan:
         }
         if self.ema_generator is not None:
             objects["ema_generator"] = self.ema_generator
+        if self.clusters is not None:
+            objects["clusters"] = self.clusters
         return objects
+
+    def fit_clusters(self, images: np.ndarray) -> clusters.Fitted:
+        """Self-conditioning's clusters, from a sample of the training images (a fresh run)."""
+        fitted = clusters.fit(images, self.clusters.k, self.config.seed)
+        self.clusters.load(fitted)
+        return fitted
 
     def apply_learning_rates(self) -> None:
         """Flags win over restored optimizer state: a resumed run may change learning rates."""
@@ -222,6 +236,8 @@ class Gan:
         return {**means, "d_grad_norm": d_norm, "g_grad_norm": g_norm}
 
     def _replica_step(self, images: tf.Tensor, labels: tf.Tensor, step: tf.Tensor) -> dict:
+        if self.clusters is not None:
+            labels = self.clusters.assign(images)
         b = self.per_replica_batch
         # The extra discriminator updates' losses, summed: the NaN guard sees every sub-step.
         substep_losses = tf.constant(0.0)
@@ -299,13 +315,27 @@ class Gan:
         return bad
 
     def fingerprint(self) -> str:
-        """sha256 over every weight of G, D and EMA G: equal on every worker of a sync run."""
+        """sha256 over every weight of G, D and EMA G (and the clusters): equal on every worker
+        of a sync run."""
         digest = hashlib.sha256()
-        for model in (self.generator, self.discriminator, self.ema_generator):
-            for weight in model.weights if model is not None else []:
+        models_weights = [
+            model.weights
+            for model in (self.generator, self.discriminator, self.ema_generator)
+            if model is not None
+        ]
+        clusters_variables = [self.clusters.variables] if self.clusters is not None else []
+        for weights in models_weights + clusters_variables:
+            for weight in weights:
                 digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
         return digest.hexdigest()
 
-    def sample(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    def generate(self, z: tf.Tensor, labels: tf.Tensor | None = None) -> tf.Tensor:
+        """The sampler's images for ``z`` (and ``labels`` when the data's labels condition G; a
+        self-conditioned G draws its clusters from z)."""
+        if self.clusters is not None:
+            z, labels = self.clusters.draw(z)
         inputs = [z, labels] if self.spec.conditional else [z]
-        return np.asarray(self.sampler(inputs, training=False))
+        return self.sampler(inputs, training=False)
+
+    def sample(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        return np.asarray(self.generate(z, labels))

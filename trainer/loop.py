@@ -18,8 +18,8 @@ import tensorflow as tf
 
 from common import storage
 from common.cli import UserError
+from trainer import clusters, data
 from trainer import config as config_lib
-from trainer import data
 from trainer import strategy as strategy_lib
 from trainer.checkpoint import CheckpointStore
 from trainer.config import ConfigError, TrainConfig
@@ -65,6 +65,25 @@ def _setup_numerics(config: TrainConfig) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def _fit_clusters(config: TrainConfig, manifest: dict, gan: Gan, chief: bool) -> None:
+    began = time.perf_counter()
+    images = data.load_examples(
+        config.data_dir, manifest, "train", clusters.FIT_IMAGES, seed=config.seed
+    ).images
+    if len(images) < gan.clusters.k:
+        raise ConfigError(
+            f"--clusters={gan.clusters.k}: {config.data_dir} holds {len(images)} training images"
+        )
+    shares = gan.fit_clusters(images).frequencies
+    if chief:
+        print(
+            f"clusters: {gan.clusters.k} k-means clusters of {len(images):,} training images "
+            f"in {time.perf_counter() - began:.1f}s, {shares.min():.1%} to {shares.max():.1%} "
+            "of them each",
+            flush=True,
+        )
+
+
 def _next_event(step: int, config: TrainConfig) -> int:
     """The next step at which the loop must look at results (log, sample, checkpoint, end)."""
     candidates = [config.train_steps, step + config.steps_per_call]
@@ -103,6 +122,8 @@ def train(
     step = int(gan.step.numpy())
     if step:
         _check_same_data(config, manifest)
+    elif gan.clusters is not None:  # a resumed run restored its clusters with the weights
+        _fit_clusters(config, manifest, gan, chief)
     if step >= config.train_steps:
         return TrainResult(step, "already_complete", store.latest, {}, gan.fingerprint())
     if chief:

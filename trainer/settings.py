@@ -60,6 +60,12 @@ class TrainConfig:
     beta2: float = setting(0.999, "Adam beta_2 of both optimizers.")
     spectral_norm: bool = setting(False, "Spectral normalization on D.")
     conditional: bool = setting(False, "Class-conditional G and D.")
+    clusters: int = setting(
+        0,
+        "Self-conditioning of an unconditional run (Liu et al. 2020): G and D are conditioned on "
+        "this many k-means clusters of the training images, found before the first step; samples "
+        "draw their cluster from z. 0: off; --conditional uses the data's labels instead.",
+    )
     latent_dim: int = setting(100, "Size of the latent vector z.")
     model_width: int = setting(64, "Channels of the first conv block (units scale along).")
     d_width: int = setting(
@@ -150,6 +156,11 @@ class TrainConfig:
         weights = {"r1": self.r1_gamma, "r2": self.r2_gamma, "gp": gp}
         return {name: weight for name, weight in weights.items() if weight}
 
+    @property
+    def self_conditioning(self) -> int:
+        """The clusters G and D are conditioned on: ``clusters``, unless labels condition them."""
+        return 0 if self.conditional else self.clusters
+
     def model_spec(self, data):
         """The networks' spec for ``data`` (a schema.DataSpec from the data's manifest)."""
         from trainer import models
@@ -162,7 +173,7 @@ class TrainConfig:
         return models.ModelSpec(
             latent_dim=self.latent_dim,
             image_shape=data.shape,
-            num_classes=data.num_classes if self.conditional else 0,
+            num_classes=data.num_classes if self.conditional else self.self_conditioning,
             spectral_norm=self.spectral_norm,
             width=self.model_width,
             d_width=self.d_width or self.model_width,

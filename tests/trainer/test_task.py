@@ -124,6 +124,23 @@ def test_a_run_with_lazy_penalties_resumes_to_the_same_weights_bitwise(tiny_data
     assert final_fingerprint(resumed.stdout) == final_fingerprint(reference.stdout)
 
 
+def test_a_self_conditioned_run_resumes_with_its_clusters_bitwise(tiny_data_dir, tmp_path):
+    # The clusters are fitted once, at step 0; a resume restores them with the weights.
+    args = ["--checkpoint_every=5", "--deterministic", "--clusters=4"]
+    reference = train(tiny_data_dir, str(tmp_path / "reference"), "--train_steps=8", *args)
+    job = str(tmp_path / "resumed")
+    first = train(tiny_data_dir, job, "--train_steps=5", *args)
+    resumed = train(tiny_data_dir, job, "--train_steps=8", *args)
+    for proc in (reference, first, resumed):
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "clusters: 4 k-means clusters of 512 training images" in first.stdout
+    assert "clusters:" not in resumed.stdout
+    assert final_fingerprint(resumed.stdout) == final_fingerprint(reference.stdout)
+    tensors = checkpoint_tensors(job, 8)
+    centroids = next(v for k, v in tensors.items() if k.startswith("clusters/centroids"))
+    assert centroids.shape == (4, 50) and np.abs(centroids).sum() > 0
+
+
 def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_zero(tiny_data_dir, tmp_path):
     job = str(tmp_path / "job")
     proc = start(tiny_data_dir, job, "--train_steps=100000", "--checkpoint_every=100000")
@@ -265,11 +282,13 @@ def test_flagfile_reproduces_the_run(tiny_data_dir, tmp_path):
         (["--preset=huge"], "flag --preset=huge: value should be one of"),
         (["stray"], "unexpected arguments stray"),
         (["--ema_decay=0.999"], "trainer: error: --ema_decay was replaced by --ema_kimg"),
+        (["--clusters=-1"], "--clusters=-1: must be in [0, 1000] (0: off)"),
+        (["--clusters=600"], "--clusters=600: {data} holds 512 training images"),
     ],
 )
 def test_bad_flags_fail_with_one_line(args, message, tiny_data_dir, tmp_path):
     proc = train(tiny_data_dir, str(tmp_path / "job"), "--train_steps=2", *args)
-    helpers.assert_one_line_error(proc, "trainer", message)
+    helpers.assert_one_line_error(proc, "trainer", message.format(data=tiny_data_dir))
     assert not os.path.exists(tmp_path / "job" / "checkpoints")
 
 
