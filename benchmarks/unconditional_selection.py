@@ -94,6 +94,16 @@ CANDIDATES: dict[str, dict[str, object]] = {
         **BATCH_32,
         "penalty_every": 16,
     },
+    # Self-conditioning (Liu et al. 2020): G and D conditioned on k-means clusters of the images.
+    **{
+        f"RpGAN + R1/R2 1.0, lazy ×16, Adam(5e-4, 0, 0.99), batch 32, {k} clusters": {
+            **BATCH_32,
+            "penalty_every": 16,
+            "ema_kimg": 100.0,
+            "clusters": k,
+        }
+        for k in (10, 20, 50, 100, 200)
+    },
     # Against the digit imbalance: D sees how varied a group of 4 samples is (StyleGAN).
     "RpGAN + R1/R2 1.0, lazy ×4, Adam(5e-4, 0, 0.99), batch 32, minibatch std 4": {
         **BATCH_32,

@@ -72,7 +72,8 @@ def _fit_clusters(config: TrainConfig, manifest: dict, gan: Gan, chief: bool) ->
     ).images
     if len(images) < gan.clusters.k:
         raise ConfigError(
-            f"--clusters={gan.clusters.k}: {config.data_dir} holds {len(images)} training images"
+            f"--clusters={gan.clusters.k}: {config.data_dir} holds {len(images)} training images; "
+            "pass fewer clusters (--clusters=0: none)"
         )
     shares = gan.fit_clusters(images).frequencies
     if chief:

@@ -60,6 +60,7 @@ PRESETS: dict[str, dict[str, object]] = {
     UNCONDITIONAL: {
         **_PIPELINE,
         "conditional": False,
+        "clusters": 100,
         "batch_size": 32,
         "penalty_every": 16,
         **{
