@@ -194,7 +194,9 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def test_two_worker_processes_train_in_sync(tiny_data_dir, tmp_path):
+# Self-conditioned: each worker fits the clusters itself; the fingerprints include them.
+@pytest.mark.parametrize("extra", [[], ["--clusters=3"]], ids=["plain", "self-conditioned"])
+def test_two_worker_processes_train_in_sync(extra, tiny_data_dir, tmp_path):
     job = str(tmp_path / "job")
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = [
@@ -204,6 +206,7 @@ def test_two_worker_processes_train_in_sync(tiny_data_dir, tmp_path):
             "--strategy=multi_worker",
             "--train_steps=6",
             "--checkpoint_every=3",
+            *extra,
             env={
                 "TF_CONFIG": json.dumps(
                     {"cluster": cluster, "task": {"type": "worker", "index": i}}
