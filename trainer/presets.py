@@ -15,15 +15,17 @@ UNCONDITIONAL = "unconditional"
 SMOKE = "smoke"
 
 # R3GAN's objective (Huang et al. 2024): the relativistic pairing loss with R1 and R2 on real and
-# generated images, γ = 1, lazily every 4th step (StyleGAN2), Adam(5e-4, β1 0, β2 0.99), no
-# dropout in D. Picked for the unconditional model (benchmarks/README.md, selection table: FD 43
-# vs 100 in the same 5 minutes); on the conditional one it beats the old recipe's FD in fewer
-# than half the steps.
+# generated images, γ = 1, Adam(5e-4, β1 0, β2 0.99), no dropout in D. Picked for the
+# unconditional model (benchmarks/README.md, selection table: FD 43 vs 100 in the same 5
+# minutes); on the conditional one it beats the old recipe's FD in fewer than half the steps.
+# The penalties lazily every 16th step, at 16× γ (StyleGAN2's R1 interval; first picked every
+# 4th): unconditional FD 8.7 → 7.5 at 1,200 kimg, conditional FD 3.27 → 3.29 after 6,000 steps
+# at 1.16× the training speed on the bf16 machine.
 ZERO_CENTRED_GAN: dict[str, object] = {
     "loss": "relativistic",
     "r1_gamma": 1.0,
     "r2_gamma": 1.0,
-    "penalty_every": 4,
+    "penalty_every": 16,
     "g_learning_rate": 5e-4,
     "d_learning_rate": 5e-4,
     "beta1": 0.0,
@@ -55,15 +57,13 @@ PRESETS: dict[str, dict[str, object]] = {
     # The same without labels, for --noconditional runs and unlabelled image folders: G and D
     # self-conditioned on 100 k-means clusters of the images (FD 32 → 4.0 at 250 kimg; 10 minutes
     # on the bf16 machine: FD 3.0, every digit ≥ 8.8%), batch 32 (twice the updates per image:
-    # FD 9.3 → 8.7 at 1,200 kimg), R1/R2 every 16th step (StyleGAN2's interval: FD 8.7 → 7.5,
-    # 1.11× the images/s); benchmarks/README.md. Steps and cadences doubled: the pipeline
-    # preset's images.
+    # FD 9.3 → 8.7 at 1,200 kimg); benchmarks/README.md. Steps and cadences doubled: the
+    # pipeline preset's images.
     UNCONDITIONAL: {
         **_PIPELINE,
         "conditional": False,
         "clusters": 100,
         "batch_size": 32,
-        "penalty_every": 16,
         **{
             name: 2 * _PIPELINE[name]
             for name in (
