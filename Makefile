@@ -6,7 +6,8 @@ PYTHON ?= python3.11
 # The venv belongs to one interpreter and one lock: both are in its name. Re-running `venv` over
 # a venv made by another python3.11 (pyenv's vs Debian's, whichever PATH finds first) relinks its
 # binary but keeps the first one's stdlib, and nothing imports `ssl` any more.
-PYTHON_EXE := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
+# The base interpreter, also from inside an activated venv (ours included): the key stays put.
+PYTHON_EXE := $(shell $(PYTHON) -c 'import sys; print(sys._base_executable)' 2>/dev/null)
 VENV_KEY := $(shell { echo "$(PYTHON_EXE)"; $(PYTHON) -VV 2>&1; cat requirements.lock; } | sha256sum | cut -c1-12)
 VENV ?= $(HOME)/.cache/gan-pipeline/venv-$(VENV_KEY)
 OUTPUT_DIR ?= runs/quickstart
