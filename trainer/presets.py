@@ -19,8 +19,8 @@ SMOKE = "smoke"
 # unconditional model (benchmarks/README.md, selection table: FD 43 vs 100 in the same 5
 # minutes); on the conditional one it beats the old recipe's FD in fewer than half the steps.
 # The penalties lazily every 16th step, at 16× γ (StyleGAN2's R1 interval; first picked every
-# 4th): unconditional FD 8.7 → 7.5 at 1,200 kimg, conditional FD 3.27 → 3.29 after 6,000 steps
-# at 1.16× the training speed on the bf16 machine.
+# 4th): unconditional FD 8.7 → 7.5 at 1,200 kimg; conditional FD 3.27 → 3.29 after 6,000 steps
+# at 1.06× the step rate on the bf16 machine.
 ZERO_CENTRED_GAN: dict[str, object] = {
     "loss": "relativistic",
     "r1_gamma": 1.0,
