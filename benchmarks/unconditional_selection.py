@@ -3,8 +3,9 @@
     python -m benchmarks.unconditional_selection [--minutes=5 | --kimg=N] [--only=NAME ...]
 
 Each candidate is the pipeline preset with ``--noconditional`` and its own flags (loss, gradient
-penalties, learning rates, widths, batch, EMA), trained for ``--minutes`` on the full MNIST one
-after the other, then exported and scored against the real-data floor. The budget is wall time,
+penalties, learning rates, widths, batch, EMA, self-conditioning clusters), trained for
+``--minutes`` on the full MNIST one after the other, then exported and scored against the
+real-data floor. The budget is wall time,
 not images: a penalty's double backprop costs steps, and that cost is part of its score.
 ``--kimg`` trains every candidate on the same number of images instead (quality per image,
 independent of the machine and of whatever else runs on it; the table's img/s column then tells

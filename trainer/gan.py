@@ -318,15 +318,12 @@ class Gan:
         """sha256 over every weight of G, D and EMA G (and the clusters): equal on every worker
         of a sync run."""
         digest = hashlib.sha256()
-        models_weights = [
-            model.weights
-            for model in (self.generator, self.discriminator, self.ema_generator)
-            if model is not None
-        ]
-        clusters_variables = [self.clusters.variables] if self.clusters is not None else []
-        for weights in models_weights + clusters_variables:
-            for weight in weights:
-                digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+        networks = (self.generator, self.discriminator, self.ema_generator)
+        for weight in [
+            *(weight for model in networks if model is not None for weight in model.weights),
+            *(self.clusters.variables if self.clusters is not None else ()),
+        ]:
+            digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
         return digest.hexdigest()
 
     def generate(self, z: tf.Tensor, labels: tf.Tensor | None = None) -> tf.Tensor:
