@@ -73,20 +73,21 @@ def kmeans(features: np.ndarray, k: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     best, best_error = None, np.inf
     for _ in range(RESTARTS):
-        centroids = features[rng.integers(len(features))][None]
+        seeds = [features[rng.integers(len(features))]]
+        nearest = _squared_distances(features, seeds[0][None])[:, 0]
         for _ in range(k - 1):  # k-means++: far points are likelier seeds
-            nearest = _squared_distances(features, centroids).min(1)
             total = nearest.sum()
-            p = nearest / total if total > 0 else None
-            centroids = np.vstack([centroids, features[rng.choice(len(features), p=p)]])
+            seeds.append(features[rng.choice(len(features), p=nearest / total if total else None)])
+            nearest = np.minimum(nearest, _squared_distances(features, seeds[-1][None])[:, 0])
+        centroids = np.stack(seeds)
         for _ in range(ITERATIONS):
             assigned = _squared_distances(features, centroids).argmin(1)
-            moved = np.stack(
-                [
-                    features[assigned == j].mean(0) if (assigned == j).any() else centroids[j]
-                    for j in range(k)
-                ]
+            counts = np.bincount(assigned, minlength=k)
+            sums = np.stack(
+                [np.bincount(assigned, weights=column, minlength=k) for column in features.T], 1
             )
+            # An empty cluster keeps its centroid.
+            moved = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids)
             if np.array_equal(moved, centroids):
                 break
             centroids = moved
