@@ -111,32 +111,32 @@ def test_killed_run_resumes_to_the_same_weights_bitwise(tiny_data_dir, tmp_path)
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
 
 
-def test_a_run_with_lazy_penalties_resumes_to_the_same_weights_bitwise(tiny_data_dir, tmp_path):
-    # Stopped at step 5, between the penalized steps 3 and 6: the schedule follows the step.
-    args = ["--checkpoint_every=5", "--deterministic", *PENALTIES]
-    reference = train(tiny_data_dir, str(tmp_path / "reference"), "--train_steps=8", *args)
+def stopped_at_5_and_resumed_to_8(data_dir: str, tmp_path, *args: str):
+    """(the run stopped at 5, its resume to 8) in ``tmp_path/resumed``, both succeeded; the resume
+    ends on a straight 8-step run's weights, bit for bit."""
+    args = ("--checkpoint_every=5", "--deterministic", *args)
+    reference = train(data_dir, str(tmp_path / "reference"), "--train_steps=8", *args)
     job = str(tmp_path / "resumed")
-    first = train(tiny_data_dir, job, "--train_steps=5", *args)
-    resumed = train(tiny_data_dir, job, "--train_steps=8", *args)
+    first = train(data_dir, job, "--train_steps=5", *args)
+    resumed = train(data_dir, job, "--train_steps=8", *args)
     for proc in (reference, first, resumed):
         assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "resum" in resumed.stdout.lower(), resumed.stdout
     assert final_fingerprint(resumed.stdout) == final_fingerprint(reference.stdout)
+    return first, resumed
+
+
+def test_a_run_with_lazy_penalties_resumes_to_the_same_weights_bitwise(tiny_data_dir, tmp_path):
+    # Stopped at step 5, between the penalized steps 3 and 6: the schedule follows the step.
+    _, resumed = stopped_at_5_and_resumed_to_8(tiny_data_dir, tmp_path, *PENALTIES)
+    assert "resum" in resumed.stdout.lower(), resumed.stdout
 
 
 def test_a_self_conditioned_run_resumes_with_its_clusters_bitwise(tiny_data_dir, tmp_path):
     # The clusters are fitted once, at step 0; a resume restores them with the weights.
-    args = ["--checkpoint_every=5", "--deterministic", "--clusters=4"]
-    reference = train(tiny_data_dir, str(tmp_path / "reference"), "--train_steps=8", *args)
-    job = str(tmp_path / "resumed")
-    first = train(tiny_data_dir, job, "--train_steps=5", *args)
-    resumed = train(tiny_data_dir, job, "--train_steps=8", *args)
-    for proc in (reference, first, resumed):
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    first, resumed = stopped_at_5_and_resumed_to_8(tiny_data_dir, tmp_path, "--clusters=4")
     assert "clusters: 4 k-means clusters of 512 training images" in first.stdout
     assert "clusters:" not in resumed.stdout
-    assert final_fingerprint(resumed.stdout) == final_fingerprint(reference.stdout)
-    tensors = checkpoint_tensors(job, 8)
+    tensors = checkpoint_tensors(str(tmp_path / "resumed"), 8)
     centroids = next(v for k, v in tensors.items() if k.startswith("clusters/centroids"))
     assert centroids.shape == (4, 50) and np.abs(centroids).sum() > 0
 
