@@ -59,6 +59,11 @@ def feature_size(image_shape: tuple[int, int, int]) -> int:
     return (image_shape[0] // factor) * (image_shape[1] // factor) * image_shape[2]
 
 
+def components(feature_count: int) -> int:
+    """The principal components kept: ``PRINCIPAL_COMPONENTS``, or every feature when fewer."""
+    return min(PRINCIPAL_COMPONENTS, feature_count)
+
+
 def _squared_distances(features: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     distances = (
         (features**2).sum(1, keepdims=True)
@@ -103,10 +108,10 @@ def fit(images: np.ndarray, k: int, seed: int) -> Fitted:
         raise ValueError(f"{k} clusters need at least {k} images, got {len(images)}")
     x = pooled(images, pool_factor(images.shape[1:])).numpy().astype(np.float64)
     mean = x.mean(0)
-    _, _, components = np.linalg.svd(x[:PCA_IMAGES] - mean, full_matrices=False)
-    basis = components[:PRINCIPAL_COMPONENTS].T
+    _, _, directions = np.linalg.svd(x[:PCA_IMAGES] - mean, full_matrices=False)
+    basis = directions[:PRINCIPAL_COMPONENTS].T
     # Fewer images than components: zero columns, so the shapes are the variables' always.
-    basis = np.pad(basis, [(0, 0), (0, min(PRINCIPAL_COMPONENTS, x.shape[1]) - basis.shape[1])])
+    basis = np.pad(basis, [(0, 0), (0, components(x.shape[1]) - basis.shape[1])])
     features = (x - mean) @ basis
     centroids = kmeans(features, k, seed)
     counts = np.bincount(_squared_distances(features, centroids).argmin(1), minlength=k)
@@ -121,14 +126,13 @@ class Clusters(tf.Module):
         super().__init__(name="clusters")
         self.factor = pool_factor(image_shape)
         size = feature_size(image_shape)
-        components = min(PRINCIPAL_COMPONENTS, size)
 
         def variable(shape: tuple[int, ...], name: str) -> tf.Variable:
             return tf.Variable(tf.zeros(shape), trainable=False, name=name)
 
         self.mean = variable((size,), "mean")
-        self.basis = variable((size, components), "basis")
-        self.centroids = variable((k, components), "centroids")
+        self.basis = variable((size, components(size)), "basis")
+        self.centroids = variable((k, components(size)), "centroids")
         self.cumulative = variable((k,), "cumulative")  # the frequencies' running sum
 
     @property
@@ -140,10 +144,6 @@ class Clusters(tf.Module):
         self.basis.assign(fitted.basis.astype(np.float32))
         self.centroids.assign(fitted.centroids.astype(np.float32))
         self.cumulative.assign(np.cumsum(fitted.frequencies).astype(np.float32))
-
-    @property
-    def frequencies(self) -> np.ndarray:
-        return np.diff(self.cumulative.numpy(), prepend=0.0)
 
     def assign(self, images: tf.Tensor) -> tf.Tensor:
         """The nearest centroid of each image: int32 [B]."""
