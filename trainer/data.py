@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -33,6 +34,7 @@ SHUFFLE_BYTES = 256 << 20
 CYCLE_LENGTH = 4  # shards read at once (interleaved)
 WINDOW_FILES = 2 * CYCLE_LENGTH + 2  # local copies of bucket shards kept per process
 PARSE_BATCH = 1024
+TF_FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
 INPUT_ERROR = "input data: "  # marks our errors raised inside tf.data, to re-raise as DataError
 
 
@@ -122,7 +124,9 @@ class ShardFiles:
         try:
             count = int(records.reduce(np.int64(0), lambda n, _: n + 1))
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            reason = e.message.strip().splitlines()[0].split(" [Op:")[0][-160:]
+            # Without TF's internal op path ("{{function_node …}}"): the reader's own words.
+            first = TF_FUNCTION_NODE.sub("", e.message.strip().splitlines()[0])
+            reason = first.split(" [Op:")[0].strip()[-160:]
             raise DataError(f"{path}: a record does not parse ({reason})") from e
         if count != self.expected[name]:
             raise DataError(

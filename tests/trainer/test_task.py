@@ -321,18 +321,29 @@ def test_manifest_that_does_not_match_the_records_is_reported(tiny_data_dir, tmp
     )
 
 
-def test_corrupt_record_file_is_named(tiny_data_dir, tmp_path):
+def _truncated(raw: bytes) -> bytes:
+    return raw[: len(raw) // 2]
+
+
+def _zeroed_in_the_middle(raw: bytes) -> bytes:
+    middle = len(raw) // 2
+    return raw[:middle] + bytes(64) + raw[middle + 64 :]
+
+
+@pytest.mark.parametrize("damage", [_truncated, _zeroed_in_the_middle])
+def test_corrupt_record_file_is_named(damage, tiny_data_dir, tmp_path):
     data = _copy_data(tiny_data_dir, tmp_path)
     name = helpers.read_manifest(data)["splits"]["train"]["files"][1]
     path = os.path.join(data, name)
     with open(path, "rb") as f:
         raw = f.read()
     with open(path, "wb") as f:
-        f.write(raw[: len(raw) // 2])
+        f.write(damage(raw))
     proc = train(data, str(tmp_path / "job"), "--train_steps=2")
     assert proc.returncode != 0
     line = helpers.error_line(proc)
     assert line.startswith("trainer: error: ") and name in line and "does not parse" in line
+    assert "{{" not in line and "function_node" not in line  # TF's internal op path, not ours
 
 
 def test_missing_manifest_is_reported(tmp_path):
