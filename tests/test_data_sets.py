@@ -214,6 +214,8 @@ def test_stacked_mnist_classifier_trains_on_digits_per_epoch_not_stacks(
     )
     # One batch of 128 stacks is 384 digits; all 300 stacks would be 3 batches an epoch.
     monkeypatch.setattr(classifier, "DIGITS_PER_EPOCH", 3 * classifier.BATCH)
+    # Trained in float32, the returned scorer is the trained model itself, optimizer included.
+    monkeypatch.setattr(classifier, "training_dtype", lambda cpu_flags: "float32")
     trained = classifier.train(str(tmp_path / "data"), manifest, epochs=2)
     assert int(trained.model.optimizer.iterations) == 2
     assert "on 384 digits (128 " in capsys.readouterr().out  # its progress line counts digits

@@ -24,7 +24,8 @@ from keras import layers
 
 from common import schema, storage
 from common.cli import UserError
-from trainer import data
+from trainer import config as config_lib
+from trainer import data, strategy
 
 MODEL_FILE = "classifier.keras"
 INFO_FILE = "classifier.json"
@@ -42,23 +43,53 @@ class ClassifierError(UserError, RuntimeError):
     """The classifier could not be trained to the accuracy the metrics rely on."""
 
 
-def build(shape: tuple[int, int, int], num_classes: int, seed: int = 0) -> keras.Model:
+def build(
+    shape: tuple[int, int, int], num_classes: int, seed: int = 0, dtype: str = "float32"
+) -> keras.Model:
+    """The classifier in a dtype policy of its own (``float32`` or ``mixed_bfloat16``), whatever
+    the process's global one: the trainer sets that from --mixed_precision before it evaluates."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape)
     x = inputs
     filters = 32
     while True:  # two blocks for 28 and 32 pixels, one more per doubling: ≤ 8×8 before Dense
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = layers.MaxPooling2D()(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", dtype=dtype)(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", dtype=dtype)(x)
+        x = layers.MaxPooling2D(dtype=dtype)(x)
         if filters >= 64 and max(x.shape[1:3]) <= 8:
             break
         filters = min(filters * 2, 128)
-    x = layers.Flatten()(x)
-    x = layers.Dropout(0.3)(x)
-    features = layers.Dense(128, activation="relu", name=FEATURE_LAYER)(x)
-    logits = layers.Dense(num_classes, name="logits")(layers.Dropout(0.3)(features))
+    x = layers.Flatten(dtype=dtype)(x)
+    x = layers.Dropout(0.3, dtype=dtype)(x)
+    features = layers.Dense(128, activation="relu", name=FEATURE_LAYER, dtype=dtype)(x)
+    features = layers.Dropout(0.3, dtype=dtype)(features)
+    logits = layers.Dense(num_classes, name="logits", dtype="float32")(features)
     return keras.Model(inputs, logits, name="classifier")
+
+
+def training_dtype(cpu_flags: str) -> str:
+    """bf16 where a CPU computes it natively (AVX512-BF16, AMX), as ``--mixed_precision=auto``
+    picks it; float32 elsewhere (GPUs included: fp16 would need loss scaling for little gain
+    on a model this small)."""
+    if tf.config.list_physical_devices("GPU"):
+        return "float32"
+    bf16 = config_lib.auto_mixed_precision("cpu", cpu_flags) == "bf16"
+    return config_lib.MIXED_PRECISION_POLICIES["bf16" if bf16 else "none"]
+
+
+def in_float32(model: keras.Model) -> keras.Model:
+    """The same weights computing in float32: features in bf16 carry 8 bits of mantissa, and the
+    metrics' feature space would depend on the precision the classifier happened to train in
+    (caches written before this held mixed_bfloat16 models, trained under the trainer's policy)."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        if "dtype" in layer["config"]:
+            layer["config"]["dtype"] = "float32"
+    copy = keras.Model.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def cache_dir(root: str, manifest: dict) -> str:
@@ -74,6 +105,7 @@ class Classifier:
     """Features and class probabilities of images in [-1, 1]."""
 
     def __init__(self, model: keras.Model, test_accuracy: float):
+        model = in_float32(model)
         self.model = model
         self.test_accuracy = test_accuracy
         extractor = feature_model(model)
@@ -128,7 +160,7 @@ def train(data_dir: str, manifest: dict, epochs: int = 3, seed: int = 0) -> Clas
             dataset = dataset.take(batches_per_epoch)  # each epoch a fresh shuffle's first part
         return dataset.map(transform) if transform else dataset
 
-    model = build(shape, num_classes, seed)
+    model = build(shape, num_classes, seed, training_dtype(strategy.cpu_flags()))
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -150,14 +182,17 @@ def train(data_dir: str, manifest: dict, epochs: int = 3, seed: int = 0) -> Clas
         for epoch in range(epochs):  # each epoch its own shuffle, streamed from the shards
             model.fit(split("train", seed + epoch), epochs=1, shuffle=False, verbose=0)
             _epoch_line(model, epoch, epochs, started)
-        _, accuracy = model.evaluate(split("test", None), verbose=0)
+        scorer = in_float32(model)  # the test accuracy of the model the metrics will use
+        if scorer is not model:
+            scorer.compile(metrics=["accuracy"])
+        accuracy = scorer.evaluate(split("test", None), verbose=0, return_dict=True)["accuracy"]
     except tf.errors.OpError as e:
         raise data.input_error(e) or ClassifierError(e.message.splitlines()[0]) from e
     print(
         f"classifier: test accuracy {accuracy:.4f} after {time.monotonic() - started:.0f}s",
         flush=True,
     )
-    return Classifier(model, float(accuracy))
+    return Classifier(scorer, float(accuracy))
 
 
 def _epoch_line(model: keras.Model, epoch: int, epochs: int, started: float) -> None:

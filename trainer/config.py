@@ -171,6 +171,10 @@ def validate(config: TrainConfig) -> TrainConfig:
     )
     for name in ("g_learning_rate", "d_learning_rate"):
         _check(getattr(config, name) > 0, f"--{name} must be > 0")
+    _check(
+        0.0 <= config.lr_decay_start <= 1.0,
+        f"--lr_decay_start={config.lr_decay_start}: must be in [0, 1] (1: no decay)",
+    )
     for name in ("beta1", "beta2"):
         _check(0.0 <= getattr(config, name) < 1.0, f"--{name} must be in [0, 1)")
     _check(config.latent_dim >= 2, "--latent_dim must be >= 2")

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.schema import DataSpec
-from trainer import clusters, ema, losses, models, penalties
+from trainer import clusters, ema, losses, models, penalties, schedule
 from trainer.config import TrainConfig
 
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_penalty", "d_grad_norm", "g_grad_norm")
@@ -107,6 +107,15 @@ class Gan:
         """Flags win over restored optimizer state: a resumed run may change learning rates."""
         self.g_optimizer.learning_rate.assign(self.config.g_learning_rate)
         self.d_optimizer.learning_rate.assign(self.config.d_learning_rate)
+
+    def _schedule_learning_rates(self) -> None:
+        """This step's learning rates: the flags' scaled by the schedule (restored with the step,
+        so a resumed run continues the schedule where it stopped)."""
+        scale = schedule.learning_rate_scale(
+            self.step, self.config.train_steps, self.config.lr_decay_start
+        )
+        self.g_optimizer.learning_rate.assign(self.config.g_learning_rate * scale)
+        self.d_optimizer.learning_rate.assign(self.config.d_learning_rate * scale)
 
     @property
     def sampler(self) -> keras.Model:
@@ -284,6 +293,7 @@ class Gan:
             finite = tf.constant(True)
             for _ in tf.range(n):
                 images, labels = next(iterator)
+                self._schedule_learning_rates()
                 per_replica = self.strategy.run(replica_step, (images, labels, self.step))
                 metrics = tf.stack(
                     [

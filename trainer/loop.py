@@ -118,11 +118,13 @@ def train(
         worker_id=worker_id,
         scratch=workspace.checkpoint_scratch,
     )
-    store.restore_latest()
+    restored = store.restore_latest()
     gan.apply_learning_rates()
     step = int(gan.step.numpy())
     if step:
         _check_same_data(config, manifest)
+        if chief:
+            print(f"trainer: resuming at step {step} from {restored}", flush=True)
     elif gan.clusters is not None:  # a resumed run restored its clusters with the weights
         _fit_clusters(config, manifest, gan, chief)
     if step >= config.train_steps:

@@ -56,6 +56,12 @@ class TrainConfig:
     )
     g_learning_rate: float = setting(2e-4, "Generator Adam learning rate.")
     d_learning_rate: float = setting(2e-4, "Discriminator Adam learning rate.")
+    lr_decay_start: float = setting(
+        1.0,
+        "From this fraction of --train_steps on, both learning rates fall linearly to zero at "
+        "the last step (0.5: the second half); 1: constant. Counted in steps: a run stopped by "
+        "--max_minutes before then never decays.",
+    )
     beta1: float = setting(0.5, "Adam beta_1 of both optimizers (DCGAN: 0.5).")
     beta2: float = setting(0.999, "Adam beta_2 of both optimizers.")
     spectral_norm: bool = setting(False, "Spectral normalization on D.")

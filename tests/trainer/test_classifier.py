@@ -23,3 +23,29 @@ def test_scoring_in_calls_returns_what_the_model_computes_for_every_image():
         probs, np.asarray(keras.ops.softmax(expected[1])), rtol=1e-4, atol=1e-6
     )
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_the_classifier_scores_in_float32_whatever_policy_it_was_built_under(tmp_path):
+    """A model built in mixed_bfloat16 (as the trainer's --mixed_precision used to make it, and
+    as a bf16 CPU trains it) scores with float32 layers and the same weights; saved and loaded,
+    it stays float32. bf16 features would round every activation to 8 bits of mantissa."""
+    import keras
+
+    from trainer import classifier
+
+    mixed = classifier.build((28, 28, 1), 10, seed=3, dtype="mixed_bfloat16")
+    scorer = classifier.Classifier(mixed, test_accuracy=0.0)
+    assert {layer.dtype_policy.name for layer in scorer.model.layers} == {"float32"}
+    for got, want in zip(scorer.model.get_weights(), mixed.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    images = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32)
+    features, _ = scorer.features_and_probs(images)
+    exact = classifier.build((28, 28, 1), 10)
+    exact.set_weights(mixed.get_weights())
+    want = classifier.feature_model(exact)(images, training=False)[0]
+    np.testing.assert_allclose(features, np.asarray(want), rtol=1e-5, atol=1e-6)
+
+    path = str(tmp_path / "classifier.keras")
+    scorer.model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}

@@ -128,7 +128,7 @@ def stopped_at_5_and_resumed_to_8(data_dir: str, tmp_path, *args: str):
 def test_a_run_with_lazy_penalties_resumes_to_the_same_weights_bitwise(tiny_data_dir, tmp_path):
     # Stopped at step 5, between the penalized steps 3 and 6: the schedule follows the step.
     _, resumed = stopped_at_5_and_resumed_to_8(tiny_data_dir, tmp_path, *PENALTIES)
-    assert "resum" in resumed.stdout.lower(), resumed.stdout
+    assert "trainer: resuming at step 5 from " in resumed.stdout, resumed.stdout
 
 
 def test_a_self_conditioned_run_resumes_with_its_clusters_bitwise(tiny_data_dir, tmp_path):
@@ -139,6 +139,32 @@ def test_a_self_conditioned_run_resumes_with_its_clusters_bitwise(tiny_data_dir,
     tensors = checkpoint_tensors(str(tmp_path / "resumed"), 8)
     centroids = next(v for k, v in tensors.items() if k.startswith("clusters/centroids"))
     assert centroids.shape == (4, 50) and np.abs(centroids).sum() > 0
+
+
+def test_a_run_with_learning_rate_decay_resumes_on_its_schedule_bitwise(tiny_data_dir, tmp_path):
+    """Decaying from step 2 of 8 and preempted after its step-5 checkpoint (the step-8 one lost):
+    the resume continues the fall where it stopped and ends on the same weights, bit for bit.
+    (A run stopped by --train_steps=5 would have planned its fall over 5 steps.)"""
+    args = ("--train_steps=8", "--checkpoint_every=5", "--deterministic", "--lr_decay_start=0.25")
+    job = str(tmp_path / "job")
+    reference = train(tiny_data_dir, job, *args)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    checkpoints = os.path.join(job, "checkpoints")
+    for name in os.listdir(checkpoints):
+        if name.startswith("ckpt-8."):
+            os.remove(os.path.join(checkpoints, name))
+    with open(os.path.join(checkpoints, "checkpoint"), "w") as f:
+        f.write('model_checkpoint_path: "ckpt-5"\nall_model_checkpoint_paths: "ckpt-5"\n')
+    resumed = train(tiny_data_dir, job, *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "trainer: resuming at step 5 from " in resumed.stdout, resumed.stdout
+    assert final_fingerprint(resumed.stdout) == final_fingerprint(reference.stdout)
+    tensors = checkpoint_tensors(job, 8)
+    rates = {k.split("/")[0]: v for k, v in tensors.items() if "learning_rate" in k}
+    # The last step (7) ran at (8 - 7) / (8 - 2) of the flags' 2e-4 (the tutorial's).
+    assert rates.keys() == {"g_optimizer", "d_optimizer"}
+    for rate in rates.values():
+        assert rate == pytest.approx(2e-4 / 6, rel=1e-6)
 
 
 def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_zero(tiny_data_dir, tmp_path):
@@ -158,7 +184,9 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_zero(tiny_data_
 PENALTIES = ["--loss=relativistic", "--r1_gamma=1", "--r2_gamma=1", "--penalty_every=3"]
 
 
-@pytest.mark.parametrize("options", [[], PENALTIES], ids=["plain", "penalties"])
+@pytest.mark.parametrize(
+    "options", [[], [*PENALTIES, "--lr_decay_start=0.5"]], ids=["plain", "penalties, lr decay"]
+)
 def test_mirrored_over_two_cpus_matches_the_default_strategy(options, tiny_data_dir, tmp_path):
     # Dropout off: Keras draws dropout masks per replica, which no strategy can make equal.
     args = ["--train_steps=4", "--checkpoint_every=4", "--d_dropout=0", "--deterministic"]
@@ -287,6 +315,7 @@ def test_flagfile_reproduces_the_run(tiny_data_dir, tmp_path):
         (["--ema_decay=0.999"], "trainer: error: --ema_decay was replaced by --ema_kimg"),
         (["--clusters=-1"], "--clusters=-1: must be in [0, 1000] (0: off)"),
         (["--clusters=600"], "--clusters=600: {data} holds 512 training images"),
+        (["--lr_decay_start=1.5"], "--lr_decay_start=1.5: must be in [0, 1] (1: no decay)"),
     ],
 )
 def test_bad_flags_fail_with_one_line(args, message, tiny_data_dir, tmp_path):
