@@ -161,11 +161,8 @@ def train(data_dir: str, manifest: dict, epochs: int = 3, seed: int = 0) -> Clas
         return dataset.map(transform) if transform else dataset
 
     model = build(shape, num_classes, seed, training_dtype(strategy.cpu_flags()))
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"])
     started = time.monotonic()
     examples = manifest["splits"]["train"]["num_examples"]
     if batches_per_epoch:
@@ -184,7 +181,7 @@ def train(data_dir: str, manifest: dict, epochs: int = 3, seed: int = 0) -> Clas
             _epoch_line(model, epoch, epochs, started)
         scorer = in_float32(model)  # the test accuracy of the model the metrics will use
         if scorer is not model:
-            scorer.compile(metrics=["accuracy"])
+            scorer.compile(loss=loss, metrics=["accuracy"])
         accuracy = scorer.evaluate(split("test", None), verbose=0, return_dict=True)["accuracy"]
     except tf.errors.OpError as e:
         raise data.input_error(e) or ClassifierError(e.message.splitlines()[0]) from e
