@@ -160,15 +160,24 @@ class Reporter:
         if self.enabled:
             print(f"eval {step:>7d}  scoring {num_samples} samples…", flush=True)
 
-    def log_eval(self, step: int, metrics: dict[str, float], seconds: float = 0.0) -> dict:
-        """Evaluation results: one ``eval_*`` record in metrics.jsonl and TensorBoard."""
+    def log_eval(
+        self,
+        step: int,
+        metrics: dict[str, float],
+        seconds: float = 0.0,
+        floor: dict[str, float] | None = None,
+    ) -> dict:
+        """Evaluation results: one ``eval_*`` record in metrics.jsonl and TensorBoard; the line
+        shows real images' metrics at the same sample count beside them."""
         record = {"step": step, "kimg": step * self.global_batch / 1000.0}
         record.update({f"eval_{k}": float(v) for k, v in metrics.items()})
         record["eval_seconds"] = seconds
         if self.enabled:
             from trainer import evaluation
 
-            print(f"eval {step:>7d}  {seconds:.0f}s  {evaluation.summary(metrics)}", flush=True)
+            print(
+                f"eval {step:>7d}  {seconds:.0f}s  {evaluation.summary(metrics, floor)}", flush=True
+            )
             self._append(record)
         return record
 

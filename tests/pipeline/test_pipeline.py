@@ -102,6 +102,10 @@ def test_pipeline_writes_every_artifact(pipeline_run):
     with open(os.path.join(pipeline_run, "job", "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
     assert [r["step"] for r in records if "eval_frechet_distance" in r] == [6, 12]
+    # The evaluation line puts real images' FD at the same sample count beside the sampler's.
+    with open(os.path.join(os.path.dirname(pipeline_run), "terminal.txt")) as f:
+        evals = [ln for ln in f.read().splitlines() if re.match(r"eval +\d+ +\d+s ", ln)]
+    assert len(evals) == 2 and all(re.search(r"FD [\d.]+ \(real [\d.]+\)", ln) for ln in evals)
     with open(os.path.join(export, "README.md")) as f:
         card = f.read()
     assert 'signatures["serving_default"]' in card and "label" in card
