@@ -62,7 +62,8 @@ PRESETS: dict[str, dict[str, object]] = {
     # self-conditioned on 100 k-means clusters of the images (FD 32 → 4.0 at 250 kimg; 10 minutes
     # on the bf16 machine: FD 3.0, every digit ≥ 8.8%), batch 32 (twice the updates per image:
     # FD 9.3 → 8.7 at 1,200 kimg); benchmarks/README.md. Steps and cadences doubled: the
-    # pipeline preset's images.
+    # pipeline preset's images, and its decay over the second half (12,000 steps: FD 3.55 →
+    # 2.73). A --max_minutes run with more --train_steps than it reaches never decays.
     UNCONDITIONAL: {
         **_PIPELINE,
         "conditional": False,
