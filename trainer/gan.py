@@ -103,14 +103,10 @@ class Gan:
         self.clusters.load(fitted)
         return fitted
 
-    def apply_learning_rates(self) -> None:
-        """Flags win over restored optimizer state: a resumed run may change learning rates."""
-        self.g_optimizer.learning_rate.assign(self.config.g_learning_rate)
-        self.d_optimizer.learning_rate.assign(self.config.d_learning_rate)
-
     def _schedule_learning_rates(self) -> None:
-        """This step's learning rates: the flags' scaled by the schedule (restored with the step,
-        so a resumed run continues the schedule where it stopped)."""
+        """This step's learning rates: the flags' (they win over a checkpoint's: a resumed run
+        may change them) scaled by the schedule at the restored step, so a resumed run
+        continues the schedule where it stopped."""
         scale = schedule.learning_rate_scale(
             self.step, self.config.train_steps, self.config.lr_decay_start
         )

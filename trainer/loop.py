@@ -119,7 +119,6 @@ def train(
         scratch=workspace.checkpoint_scratch,
     )
     restored = store.restore_latest()
-    gan.apply_learning_rates()
     step = int(gan.step.numpy())
     if step:
         _check_same_data(config, manifest)
