@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from common import storage
 from common.cli import UserError
-from trainer import clusters, data
+from trainer import clusters, data, schedule
 from trainer import config as config_lib
 from trainer import strategy as strategy_lib
 from trainer.checkpoint import CheckpointStore
@@ -195,6 +195,7 @@ def train(
                 last_metrics = reporter.log(
                     step,
                     {k: v / steps_since_log for k, v in totals.items()},
+                    extra=_schedule_report(config, step),
                     train_seconds=train_seconds,
                     maintenance_seconds=maintenance_seconds,
                 )
@@ -238,6 +239,14 @@ def train(
         del iterator, dataset
         gc.collect()
     return TrainResult(step, stopped_by, store.latest, last_metrics, gan.fingerprint())
+
+
+def _schedule_report(config: TrainConfig, step: int) -> dict[str, float]:
+    """The learning rates' factor on the last step run, when they decay (``lr_scale``)."""
+    if config.lr_decay_start >= 1.0:
+        return {}
+    scale = schedule.learning_rate_scale(step - 1, config.train_steps, config.lr_decay_start)
+    return {"lr_scale": float(scale)}
 
 
 def _check_same_data(config: TrainConfig, manifest: dict) -> None:

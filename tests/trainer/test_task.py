@@ -165,6 +165,11 @@ def test_a_run_with_learning_rate_decay_resumes_on_its_schedule_bitwise(tiny_dat
     assert rates.keys() == {"g_optimizer", "d_optimizer"}
     for rate in rates.values():
         assert rate == pytest.approx(2e-4 / 6, rel=1e-6)
+    # Every progress report gives the factor of the last step it covers, resumed or not.
+    with open(os.path.join(job, "metrics.jsonl")) as f:
+        reported = {r["step"]: r["lr_scale"] for r in map(json.loads, f) if "lr_scale" in r}
+    assert reported == pytest.approx({2: 1.0, 4: 5 / 6, 6: 0.5, 8: 1 / 6})
+    assert "lr ×0.17" in resumed.stdout.splitlines()[-2], resumed.stdout
 
 
 def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_zero(tiny_data_dir, tmp_path):
