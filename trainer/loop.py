@@ -122,12 +122,12 @@ def train(
     step = int(gan.step.numpy())
     if step:
         _check_same_data(config, manifest)
-        if chief:
-            print(f"trainer: resuming at step {step} from {restored}", flush=True)
     elif gan.clusters is not None:  # a resumed run restored its clusters with the weights
         _fit_clusters(config, manifest, gan, chief)
     if step >= config.train_steps:
         return TrainResult(step, "already_complete", store.latest, {}, gan.fingerprint())
+    if step and chief:
+        print(f"trainer: resuming at step {step} from {restored}", flush=True)
     if chief:
         workspace.pull()
         storage.write_text(workspace.job.path(FLAGS_FILE), config_lib.to_flags_text(config))
