@@ -243,7 +243,7 @@ def train(
 
 def _schedule_report(config: TrainConfig, step: int) -> dict[str, float]:
     """The learning rates' factor on the last step run, when they decay (``lr_scale``)."""
-    if config.lr_decay_start >= 1.0:
+    if not schedule.decays(config.train_steps, config.lr_decay_start):
         return {}
     scale = schedule.learning_rate_scale(step - 1, config.train_steps, config.lr_decay_start)
     return {"lr_scale": float(scale)}

@@ -14,6 +14,11 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+def decays(train_steps: int, decay_start: float) -> bool:
+    """Whether the rates fall at all: ``decay_start`` below 1, over at least one step."""
+    return decay_start < 1.0 and train_steps - decay_start * train_steps >= 1.0
+
+
 def learning_rate_scale(step: tf.Tensor | int, train_steps: int, decay_start: float) -> tf.Tensor:
     """The factor on both learning rates for 0-based ``step`` of ``train_steps``.
 
@@ -21,8 +26,8 @@ def learning_rate_scale(step: tf.Tensor | int, train_steps: int, decay_start: fl
     linearly down to ``1 / (train_steps - start)`` on the last step, zero after it (a run
     extended past its planned steps trains no further). ``decay_start`` ≥ 1: always 1.
     """
-    start = decay_start * train_steps
-    if decay_start >= 1.0 or train_steps - start < 1.0:
+    if not decays(train_steps, decay_start):
         return tf.constant(1.0, tf.float32)
+    start = decay_start * train_steps
     remaining = float(train_steps) - tf.cast(step, tf.float32)
     return tf.clip_by_value(remaining / (float(train_steps) - start), 0.0, 1.0)
