@@ -56,7 +56,15 @@ def retained(committed: list[str], new: str, keep: int) -> list[str]:
 
 
 class CheckpointMismatchError(UserError, ValueError):
-    """A checkpoint does not fit the model built from the flags (another architecture or size)."""
+    """A checkpoint does not fit the model built from the flags (another architecture or size),
+    or its files are damaged."""
+
+
+def _first_line(error: BaseException) -> str:
+    # TF logs every unmatched value when the failed restore is garbage-collected; the one-line
+    # error made from this says it all.
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    return str(error).strip().splitlines()[0][:160]
 
 
 class CheckpointStore:
@@ -110,13 +118,14 @@ class CheckpointStore:
             local = os.path.join(local_dir, name)
         try:
             self.checkpoint.restore(local).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as e:
-            # TF logs every unmatched value when the failed restore is garbage-collected; the
-            # one-line error below says it all.
-            absl_logging.set_verbosity(absl_logging.ERROR)
-            reason = str(e).strip().splitlines()[0][:160]
+        except (IndexError, tf.errors.DataLossError) as e:  # the reader ran out of bytes
             raise CheckpointMismatchError(
-                f"{latest}: does not match the model built from the flags ({reason})"
+                f"{latest}: damaged, its files cannot be read ({_first_line(e)}); move it aside "
+                "to resume from an earlier checkpoint"
+            ) from e
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise CheckpointMismatchError(
+                f"{latest}: does not match the model built from the flags ({_first_line(e)})"
             ) from e
         return latest
 

@@ -329,6 +329,18 @@ def test_bad_flags_fail_with_one_line(args, message, tiny_data_dir, tmp_path):
     assert not os.path.exists(tmp_path / "job" / "checkpoints")
 
 
+def test_a_truncated_checkpoint_is_one_line_and_kept(tiny_data_dir, tmp_path):
+    job = str(tmp_path / "job")
+    first = train(tiny_data_dir, job, "--train_steps=2", "--checkpoint_every=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    data_file = os.path.join(job, "checkpoints", "ckpt-2.data-00000-of-00001")
+    with open(data_file, "r+b") as f:
+        f.truncate(1000)
+    resumed = train(tiny_data_dir, job, "--train_steps=4", "--checkpoint_every=2")
+    helpers.assert_one_line_error(resumed, "trainer", "ckpt-2: damaged, its files cannot be read")
+    assert os.path.getsize(data_file) == 1000  # the user's to move aside, not ours to delete
+
+
 def _copy_data(tiny_data_dir: str, tmp_path) -> str:
     data = str(tmp_path / "data")
     shutil.copytree(tiny_data_dir, data)
