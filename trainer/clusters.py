@@ -14,6 +14,13 @@ sample's cluster is drawn from its own z, by the clusters' frequencies in the da
 coordinate's normal CDF picks the cluster and is then stretched back over that cluster's interval
 into a standard normal, independent of the cluster. So the generator still maps z alone to
 images, and the exported SavedModel's signature is the unconditional one.
+
+Data whose channels are independent images (Stacked MNIST: three digits drawn on their own) can
+be clustered per channel instead (``ChannelClusters``): k clusters fitted on each channel, an
+image's label one cluster per channel, a sample's channels' clusters drawn independently from z's
+first coordinates. k clusters per channel then stand for k^C combinations: 100 k-means clusters
+of whole stacks put a stack's channel digits in the majority digit of its cluster for 44% of
+stacks, 100 per channel for each channel's own 87% (as on MNIST).
 """
 
 from __future__ import annotations
@@ -139,6 +146,12 @@ class Clusters(tf.Module):
     def k(self) -> int:
         return int(self.centroids.shape[0])
 
+    def fit(self, images: np.ndarray, seed: int) -> list[Fitted]:
+        """The clusters of ``images`` [N, H, W, C], loaded into the variables."""
+        fitted = fit(images, self.k, seed)
+        self.load(fitted)
+        return [fitted]
+
     def load(self, fitted: Fitted) -> None:
         self.mean.assign(fitted.mean.astype(np.float32))
         self.basis.assign(fitted.basis.astype(np.float32))
@@ -155,15 +168,17 @@ class Clusters(tf.Module):
         )
         return tf.argmin(distances, axis=1, output_type=tf.int32)
 
-    def draw(self, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """(z with its first coordinate re-drawn, the cluster) for each row of z [B, L].
+    def draw(self, z: tf.Tensor, coordinate: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
+        """(z with one coordinate re-drawn, the cluster) for each row of z [B, L].
 
-        u = Φ(z₀) is uniform; its cluster is the interval of the frequencies' running sum that
-        holds it, and u stretched over that interval is uniform again: z₀' = Φ⁻¹ of it is a
-        standard normal independent of the cluster, as z₀ was in training.
+        u = Φ(z₀), z₀ the ``coordinate``-th coordinate, is uniform; its cluster is the interval
+        of the frequencies' running sum that holds it, and u stretched over that interval is
+        uniform again: z₀' = Φ⁻¹ of it is a standard normal independent of the cluster, as z₀
+        was in training.
         """
         z = tf.cast(z, tf.float32)
-        uniform = 0.5 * (1.0 + tf.math.erf(z[:, :1] / np.sqrt(2.0)))
+        picked = z[:, coordinate : coordinate + 1]
+        uniform = 0.5 * (1.0 + tf.math.erf(picked / np.sqrt(2.0)))
         upper = self.cumulative[None]
         labels = tf.reduce_sum(tf.cast(uniform >= upper[:, :-1], tf.int32), axis=1)
         high = tf.gather(self.cumulative, labels)
@@ -171,4 +186,46 @@ class Clusters(tf.Module):
         within = (uniform[:, 0] - low) / tf.maximum(high - low, 1e-12)
         within = tf.clip_by_value(within, 1e-6, 1.0 - 1e-6)  # Φ⁻¹ stays finite
         first = np.sqrt(2.0) * tf.math.erfinv(2.0 * within - 1.0)
-        return tf.concat([first[:, None], z[:, 1:]], axis=1), labels
+        redrawn = tf.concat([z[:, :coordinate], first[:, None], z[:, coordinate + 1 :]], axis=1)
+        return redrawn, labels
+
+
+class ChannelClusters(tf.Module):
+    """k clusters for each channel of the images, fitted and drawn independently. Labels are
+    [B, C]: channel c's cluster offset by c·k, so one table of C·k rows embeds them all."""
+
+    def __init__(self, k: int, image_shape: tuple[int, int, int]):
+        super().__init__(name="channel_clusters")
+        height, width, channels = image_shape
+        self.channels = [Clusters(k, (height, width, 1)) for _ in range(channels)]
+
+    @property
+    def k(self) -> int:
+        return self.channels[0].k
+
+    def fit(self, images: np.ndarray, seed: int) -> list[Fitted]:
+        """Each channel's clusters, fitted on that channel of ``images`` [N, H, W, C]."""
+        fitted = [
+            fit(images[..., c : c + 1], self.k, seed + c) for c in range(len(self.channels))
+        ]
+        for clusters, channel in zip(self.channels, fitted, strict=True):
+            clusters.load(channel)
+        return fitted
+
+    def assign(self, images: tf.Tensor) -> tf.Tensor:
+        return tf.stack(
+            [
+                clusters.assign(images[..., c : c + 1]) + c * self.k
+                for c, clusters in enumerate(self.channels)
+            ],
+            axis=1,
+        )
+
+    def draw(self, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(z with its first C coordinates re-drawn, the clusters [B, C]): channel c's cluster
+        from z's c-th coordinate, so the channels' clusters are independent."""
+        labels = []
+        for c, clusters in enumerate(self.channels):
+            z, label = clusters.draw(z, coordinate=c)
+            labels.append(label + c * self.k)
+        return z, tf.stack(labels, axis=1)

@@ -182,6 +182,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         0 <= config.clusters <= MAX_CLUSTERS,
         f"--clusters={config.clusters}: must be in [0, {MAX_CLUSTERS}] (0: off)",
     )
+    _check(
+        config.clusters > 0 or not config.clusters_per_channel,
+        "--clusters_per_channel needs --clusters > 0 (the clusters per channel)",
+    )
     _check(config.model_width >= 1, "--model_width must be >= 1")
     _check(config.d_width >= 0, "--d_width must be >= 0 (0: --model_width)")
     _check(

@@ -48,10 +48,8 @@ class Gan:
         self.spec = spec
         # Self-conditioning: the clusters' variables are filled by fit_clusters or a restore.
         self.clusters = (
-            clusters.Clusters(config.self_conditioning, data.shape)
-            if config.self_conditioning
-            else None
-        )
+            clusters.ChannelClusters if config.clusters_per_channel else clusters.Clusters
+        )(config.self_conditioning, data.shape) if config.self_conditioning else None
         self.generator = models.build_generator(config.architecture, spec)
         self.discriminator = models.build_discriminator(config.architecture, spec)
         self.ema_generator = (
@@ -97,11 +95,10 @@ class Gan:
             objects["clusters"] = self.clusters
         return objects
 
-    def fit_clusters(self, images: np.ndarray) -> clusters.Fitted:
-        """Self-conditioning's clusters, from a sample of the training images (a fresh run)."""
-        fitted = clusters.fit(images, self.clusters.k, self.config.seed)
-        self.clusters.load(fitted)
-        return fitted
+    def fit_clusters(self, images: np.ndarray) -> list[clusters.Fitted]:
+        """Self-conditioning's clusters (one fit per channel when clustered per channel), from
+        a sample of the training images (a fresh run)."""
+        return self.clusters.fit(images, self.config.seed)
 
     def _schedule_learning_rates(self) -> None:
         """This step's learning rates: the flags' (they win over a checkpoint's: a resumed run

@@ -101,7 +101,8 @@ class BatchNormalization(layers.BatchNormalization):
 
 
 class ConditionalBatchNorm(layers.Layer):
-    """Batch norm whose scale and offset are looked up per class: ``γ[y]·x̂ + β[y]``.
+    """Batch norm whose scale and offset are looked up per class: ``γ[y]·x̂ + β[y]`` (labels
+    of several groups, [B, G]: the groups' rows averaged).
 
     (de Vries et al. 2017; Miyato & Koyama 2018; BigGAN.) The label modulates every feature map
     of the generator, instead of entering once beside ``z``; a generator conditioned only by an
@@ -129,8 +130,13 @@ class ConditionalBatchNorm(layers.Layer):
         features, labels = inputs
         normalized = self.norm(features, training=training)
         broadcast = [-1] + [1] * (len(features.shape) - 2) + [features.shape[-1]]
-        gamma = tf.reshape(tf.gather(self.gamma, labels), broadcast)
-        beta = tf.reshape(tf.gather(self.beta, labels), broadcast)
+
+        def lookup(table: tf.Variable) -> tf.Tensor:
+            rows = tf.gather(table, labels)  # labels [B] or, one per group, [B, G]
+            grouped = len(labels.shape) == 2
+            return tf.reshape(tf.reduce_mean(rows, 1) if grouped else rows, broadcast)
+
+        gamma, beta = lookup(self.gamma), lookup(self.beta)
         return normalized * tf.cast(gamma, normalized.dtype) + tf.cast(beta, normalized.dtype)
 
     def compute_output_shape(self, input_shape):

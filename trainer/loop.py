@@ -75,12 +75,13 @@ def _fit_clusters(config: TrainConfig, manifest: dict, gan: Gan, chief: bool) ->
             f"--clusters={gan.clusters.k}: {config.data_dir} holds {len(images)} training images; "
             "pass fewer clusters (--clusters=0: none)"
         )
-    shares = gan.fit_clusters(images).frequencies
+    shares = np.concatenate([fitted.frequencies for fitted in gan.fit_clusters(images)])
     if chief:
+        per_channel = " per channel" if config.clusters_per_channel else ""
         print(
-            f"clusters: {gan.clusters.k} k-means clusters of {len(images):,} training images "
-            f"in {time.perf_counter() - began:.1f}s, {shares.min():.1%} to {shares.max():.1%} "
-            "of them each",
+            f"clusters: {gan.clusters.k} k-means clusters{per_channel} of {len(images):,} "
+            f"training images in {time.perf_counter() - began:.1f}s, {shares.min():.1%} to "
+            f"{shares.max():.1%} of them each",
             flush=True,
         )
 

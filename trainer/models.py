@@ -42,6 +42,9 @@ class ModelSpec:
     d_width: int | None = None  # the discriminator's own width; None: ``width``
     dropout: float | None = None  # None: the architecture's own default
     minibatch_std: int = 0  # D's minibatch standard deviation group size; 0: off
+    # Labels per image: 1, or one per channel (clusters per channel: [B, groups] ids, each
+    # group's own rows of the num_classes, their embeddings averaged).
+    label_groups: int = 1
 
     @property
     def conditional(self) -> bool:
@@ -50,6 +53,17 @@ class ModelSpec:
     @property
     def channels(self) -> int:
         return self.image_shape[2]
+
+    def label_input(self) -> keras.KerasTensor:
+        shape = () if self.label_groups == 1 else (self.label_groups,)
+        return keras.Input(shape, dtype="int32", name="label")
+
+    def embed(self, label: keras.KerasTensor, size: int, **kwargs) -> keras.KerasTensor:
+        """The label's embedding [B, size]: the groups' embeddings averaged."""
+        embedded = layers.Embedding(self.num_classes, size, **kwargs)(label)
+        if self.label_groups > 1:
+            embedded = layers.GlobalAveragePooling1D(**kwargs)(embedded)
+        return embedded
 
     @property
     def discriminator_width(self) -> int:
@@ -278,13 +292,11 @@ def build_generator(name: str, spec: ModelSpec) -> keras.Model:
     z = keras.Input((spec.latent_dim,), name="z")
     inputs, x, norm = [z], z, _bn
     if spec.conditional:
-        label = keras.Input((), dtype="int32", name="label")
+        label = spec.label_input()
         inputs.append(label)
         norm = _conditional_bn(spec.num_classes, label)
         if architecture.label_beside_z:
-            x = layers.Concatenate()(
-                [z, layers.Embedding(spec.num_classes, spec.latent_dim // 2)(label)]
-            )
+            x = layers.Concatenate()([z, spec.embed(label, spec.latent_dim // 2)])
     images = architecture.generator_body(x, spec, norm)
     return keras.Model(inputs, images, name="generator")
 
@@ -295,9 +307,9 @@ def build_discriminator(name: str, spec: ModelSpec) -> keras.Model:
     features = ARCHITECTURES[name].discriminator_body(image, spec)
     logit = _sn(layers.Dense(1, dtype="float32"), spec)(features)
     if spec.conditional:
-        label = keras.Input((), dtype="int32", name="label")
+        label = spec.label_input()
         inputs.append(label)
-        embedded = layers.Embedding(spec.num_classes, features.shape[-1], dtype="float32")(label)
+        embedded = spec.embed(label, features.shape[-1], dtype="float32")
         projection = layers.Dot(axes=1, dtype="float32")([embedded, features])
         logit = layers.Add(dtype="float32")([logit, projection])
     return keras.Model(inputs, layers.Reshape((), dtype="float32")(logit), name="discriminator")

@@ -72,6 +72,12 @@ class TrainConfig:
         "this many k-means clusters of the training images, found before the first step; samples "
         "draw their cluster from z. 0: off; --conditional uses the data's labels instead.",
     )
+    clusters_per_channel: bool = setting(
+        False,
+        "Fit --clusters k-means clusters on each image channel on its own and draw a sample's "
+        "channels' clusters independently: for data whose channels are independent images "
+        "(Stacked MNIST), not for colour photos.",
+    )
     latent_dim: int = setting(100, "Size of the latent vector z.")
     model_width: int = setting(64, "Channels of the first conv block (units scale along).")
     d_width: int = setting(
@@ -176,10 +182,19 @@ class TrainConfig:
                 f"--conditional: {data.name} is unlabelled; train it with --preset=unconditional "
                 "(or --noconditional)"
             )
+        label_groups = data.shape[-1] if self.self_conditioning and self.clusters_per_channel else 1
+        if self.latent_dim < label_groups:
+            raise models.ShapeError(
+                f"--clusters_per_channel: {data.name}'s {label_groups} channels each draw their "
+                f"cluster from a coordinate of z; --latent_dim={self.latent_dim} is fewer"
+            )
         return models.ModelSpec(
             latent_dim=self.latent_dim,
             image_shape=data.shape,
-            num_classes=data.num_classes if self.conditional else self.self_conditioning,
+            num_classes=(
+                data.num_classes if self.conditional else self.self_conditioning * label_groups
+            ),
+            label_groups=label_groups,
             spectral_norm=self.spectral_norm,
             width=self.model_width,
             d_width=self.d_width or self.model_width,
