@@ -205,9 +205,7 @@ class ChannelClusters(tf.Module):
 
     def fit(self, images: np.ndarray, seed: int) -> list[Fitted]:
         """Each channel's clusters, fitted on that channel of ``images`` [N, H, W, C]."""
-        fitted = [
-            fit(images[..., c : c + 1], self.k, seed + c) for c in range(len(self.channels))
-        ]
+        fitted = [fit(images[..., c : c + 1], self.k, seed + c) for c in range(len(self.channels))]
         for clusters, channel in zip(self.channels, fitted, strict=True):
             clusters.load(channel)
         return fitted
@@ -229,3 +227,10 @@ class ChannelClusters(tf.Module):
             z, label = clusters.draw(z, coordinate=c)
             labels.append(label + c * self.k)
         return z, tf.stack(labels, axis=1)
+
+
+def build(
+    k: int, image_shape: tuple[int, int, int], per_channel: bool
+) -> Clusters | ChannelClusters:
+    """k clusters of whole images, or k for each channel."""
+    return (ChannelClusters if per_channel else Clusters)(k, image_shape)

@@ -48,8 +48,10 @@ class Gan:
         self.spec = spec
         # Self-conditioning: the clusters' variables are filled by fit_clusters or a restore.
         self.clusters = (
-            clusters.ChannelClusters if config.clusters_per_channel else clusters.Clusters
-        )(config.self_conditioning, data.shape) if config.self_conditioning else None
+            clusters.build(config.self_conditioning, data.shape, config.clusters_per_channel)
+            if config.self_conditioning
+            else None
+        )
         self.generator = models.build_generator(config.architecture, spec)
         self.discriminator = models.build_discriminator(config.architecture, spec)
         self.ema_generator = (

@@ -69,13 +69,16 @@ def test_images_are_pooled_to_at_most_32_a_side(side, factor):
     assert clusters.feature_size((side, side, 3)) == (side // factor) ** 2 * 3
 
 
-def module_with_shares(shares: list[float]) -> clusters.Clusters:
-    k = len(shares)
+def fitted_with_shares(shares: list[float]) -> clusters.Fitted:
+    """Clusters of 4×4×1 images with the given shares (their centroids do not matter here)."""
     size = clusters.feature_size((4, 4, 1))
-    return loaded(
-        clusters.Fitted(np.zeros(size), np.eye(size), np.zeros((k, size)), np.asarray(shares)),
-        (4, 4, 1),
+    return clusters.Fitted(
+        np.zeros(size), np.eye(size), np.zeros((len(shares), size)), np.asarray(shares)
     )
+
+
+def module_with_shares(shares: list[float]) -> clusters.Clusters:
+    return loaded(fitted_with_shares(shares), (4, 4, 1))
 
 
 def test_a_cluster_is_drawn_from_z_by_hand():
@@ -101,3 +104,37 @@ def test_drawn_clusters_follow_the_shares_and_leave_z_standard_normal():
         first = drawn[labels == cluster, 0]
         # As in training: z₀' is N(0, 1) whatever the cluster.
         assert stats.kstest(first, "norm").statistic < 0.01, cluster
+
+
+def test_clusters_per_channel_partition_each_channel_and_offset_its_labels():
+    # Channel 0 groups the images 50/30/20; channel 1 holds the same images in another order,
+    # so its groups cut across channel 0's.
+    images, groups = three_groups()
+    order = np.random.default_rng(1).permutation(len(images))
+    stacked = np.concatenate([images, images[order]], axis=-1)
+    module = clusters.ChannelClusters(3, (12, 12, 2))
+    fitted = module.fit(stacked, seed=0)
+    labels = module.assign(stacked).numpy()
+    assert labels.shape == (100, 2)
+    assert same_partition(labels[:, 0], groups) and same_partition(labels[:, 1], groups[order])
+    assert set(labels[:, 0]) == {0, 1, 2} and set(labels[:, 1]) == {3, 4, 5}
+    for channel in fitted:
+        np.testing.assert_allclose(sorted(channel.frequencies), [0.2, 0.3, 0.5])
+
+
+def test_each_channels_cluster_is_drawn_independently_from_its_own_coordinate():
+    shares = [[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]
+    module = clusters.ChannelClusters(3, (4, 4, 2))
+    for channel, channel_shares in zip(module.channels, shares, strict=True):
+        channel.load(fitted_with_shares(channel_shares))
+    z = np.random.default_rng(0).standard_normal((200_000, 5)).astype(np.float32)
+    drawn, labels = (t.numpy() for t in module.draw(z))
+    assert labels.shape == (200_000, 2)
+    first, second = labels[:, 0], labels[:, 1] - 3  # channel 1's clusters are rows 3..5
+    np.testing.assert_allclose(np.bincount(first) / len(z), shares[0], atol=0.005)
+    np.testing.assert_allclose(np.bincount(second) / len(z), shares[1], atol=0.005)
+    joint = np.bincount(3 * first + second, minlength=9).reshape(3, 3) / len(z)
+    np.testing.assert_allclose(joint, np.outer(*shares), atol=0.005)  # independent
+    for coordinate in (0, 1):  # each re-drawn coordinate N(0, 1) again
+        assert stats.kstest(drawn[:, coordinate], "norm").statistic < 0.01
+    np.testing.assert_array_equal(drawn[:, 2:], z[:, 2:])
