@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 
+from common import schema
 from trainer import config as config_lib
-from trainer import presets
+from trainer import models, presets
 
 DIRS = {"data_dir": "/d", "job_dir": "/j"}
 
@@ -146,3 +147,29 @@ def test_routing_flags_imports_no_tensorflow():
         [sys.executable, "-c", code], cwd=helpers.REPO_ROOT, capture_output=True, text=True
     )
     assert proc.stdout.split() == ["False", "False"], proc.stderr[-2000:]
+
+
+STACKS = schema.DataSpec("stacked_mnist", 28, 28, 3, tuple(f"{i:03d}" for i in range(1000)))
+
+
+@pytest.mark.parametrize(
+    "given, num_classes, label_groups",
+    [
+        ({"clusters": 10}, 10, 1),  # whole stacks
+        ({"clusters": 10, "clusters_per_channel": True}, 30, 3),  # rows 0-9, 10-19, 20-29
+        ({"clusters": 10, "clusters_per_channel": True, "conditional": True}, 1000, 1),  # labels
+    ],
+)
+def test_clusters_per_channel_give_the_networks_one_label_per_channel(
+    given, num_classes, label_groups
+):
+    config = config_lib.resolve(flag_values(**given), given=set(given) | set(DIRS))
+    spec = config.model_spec(STACKS)
+    assert (spec.num_classes, spec.label_groups) == (num_classes, label_groups)
+
+
+def test_clusters_per_channel_need_a_coordinate_of_z_per_channel():
+    given = {"clusters": 10, "clusters_per_channel": True, "latent_dim": 2}
+    config = config_lib.resolve(flag_values(**given), given=set(given) | set(DIRS))
+    with pytest.raises(models.ShapeError, match="3 channels each draw their cluster from a"):
+        config.model_spec(STACKS)

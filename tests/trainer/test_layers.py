@@ -63,6 +63,41 @@ def test_conditional_batch_norm_scales_and_shifts_per_class():
     np.testing.assert_allclose(out[2], 7.0, atol=1e-5)
 
 
+def test_conditional_batch_norm_averages_the_rows_of_a_labels_groups():
+    # Labels of two groups ([B, 2], clusters per channel): γ and β are their rows' means.
+    layer = gan_layers.ConditionalBatchNorm(num_classes=4)
+    features = tf.random.normal([2, 3, 3, 2], mean=5.0, stddev=3.0)
+    labels = tf.constant([[0, 2], [1, 3]])
+    layer([features, labels], training=True)
+    layer.gamma.assign([[1.0, 1.0], [2.0, 4.0], [3.0, 3.0], [0.0, 2.0]])
+    layer.beta.assign([[0.0, 0.0], [1.0, -1.0], [2.0, 2.0], [3.0, 5.0]])
+    out = layer([features, labels], training=True).numpy()
+    mean = features.numpy().mean(axis=(0, 1, 2))
+    std = np.sqrt(features.numpy().var(axis=(0, 1, 2)) + 1e-3)
+    normalized = (features.numpy() - mean) / std
+    np.testing.assert_allclose(out[0], normalized[0] * [2.0, 2.0] + [1.0, 1.0], atol=1e-4)
+    np.testing.assert_allclose(out[1], normalized[1] * [1.0, 3.0] + [2.0, 2.0], atol=1e-4)
+
+
+@pytest.mark.parametrize("architecture", sorted(models.ARCHITECTURES))
+def test_networks_with_a_label_per_channel_depend_on_every_channels_label(architecture):
+    spec = models.ModelSpec(
+        latent_dim=8, image_shape=(28, 28, 3), num_classes=6, width=4, label_groups=3
+    )
+    generator = models.build_generator(architecture, spec)
+    discriminator = models.build_discriminator(architecture, spec)
+    for weight in [*generator.trainable_weights, *discriminator.trainable_weights]:
+        if "gamma" in weight.path or "beta" in weight.path or "embedding" in weight.path:
+            weight.assign(tf.random.normal(weight.shape))
+    z = tf.repeat(tf.random.normal([1, 8]), 4, axis=0)
+    labels = tf.constant([[0, 2, 4], [1, 2, 4], [0, 3, 4], [0, 2, 5]])  # one channel's differs
+    images = generator([z, labels], training=False).numpy()
+    logits = discriminator([tf.repeat(images[:1], 4, axis=0), labels], training=False).numpy()
+    for changed in (1, 2, 3):
+        assert np.abs(images[changed] - images[0]).max() > 1e-3, changed
+        assert abs(logits[changed] - logits[0]) > 1e-4, changed
+
+
 @pytest.mark.parametrize("architecture", sorted(models.ARCHITECTURES))
 def test_conditional_generators_depend_on_both_z_and_label(architecture):
     spec = models.ModelSpec(latent_dim=8, num_classes=10, width=4)

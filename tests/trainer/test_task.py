@@ -321,6 +321,7 @@ def test_flagfile_reproduces_the_run(tiny_data_dir, tmp_path):
         (["--clusters=-1"], "--clusters=-1: must be in [0, 1000] (0: off)"),
         (["--clusters=600"], "--clusters=600: {data} holds 512 training images"),
         (["--lr_decay_start=1.5"], "--lr_decay_start=1.5: must be in [0, 1] (1: no decay)"),
+        (["--clusters_per_channel"], "--clusters_per_channel needs --clusters > 0"),
     ],
 )
 def test_bad_flags_fail_with_one_line(args, message, tiny_data_dir, tmp_path):
