@@ -92,6 +92,14 @@ def in_float32(model: keras.Model) -> keras.Model:
     return copy
 
 
+# Classifiers that ship with the project, for the data it ships (MNIST as preprocessing makes it
+# by default): a fixed feature space, as FID's Inception weights are — Fréchet distances compare
+# across machines and runs — and a fresh run does not spend minutes training one.
+BUNDLED = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "classifiers"
+)
+
+
 def cache_dir(root: str, manifest: dict) -> str:
     return storage.join(root, manifest["fingerprint"][:16])
 
@@ -218,37 +226,43 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
-    """The cached classifier for this data set, training and caching it the first time.
+def _load_entry(directory: str, remedy: str) -> Classifier:
+    """The classifier in ``directory`` (its model file and info file), if its bytes match the
+    sha256 the info file recorded: a Keras file is code as much as data, and the cache may live
+    in a shared place. ``remedy`` ends the error lines."""
+    info_path = storage.join(directory, INFO_FILE)
+    try:
+        info = json.loads(storage.read_text(info_path))
+        expected, accuracy = str(info["model_sha256"]), float(info["test_accuracy"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ClassifierError(
+            f"{info_path}: unreadable classifier entry ({type(e).__name__}); {remedy}"
+        ) from e
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, MODEL_FILE)
+        storage.download_file(storage.join(directory, MODEL_FILE), local)
+        if _sha256(local) != expected:
+            raise ClassifierError(
+                f"{storage.join(directory, MODEL_FILE)}: does not match the sha256 recorded "
+                f"in {INFO_FILE}; not loading it ({remedy})"
+            )
+        model = keras.saving.load_model(local)
+    return Classifier(model, accuracy)
 
-    A cached model is loaded only if its bytes match the sha256 its info file recorded: a Keras
-    file is code as much as data, and the cache may live in a shared place.
-    """
+
+def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
+    """The bundled classifier for this data set if the project ships one, else the one cached
+    under ``root``, training and caching it the first time."""
+    bundled = cache_dir(BUNDLED, manifest)
+    if os.path.exists(os.path.join(bundled, INFO_FILE)):
+        return _load_entry(bundled, "restore it from the project's source")
     if root == DEFAULT_CACHE:  # under the shared temp dir: its parent must be ours too
         storage.private_dir(os.path.dirname(root))
     if not storage.is_gcs(root):
         storage.private_dir(root)
     directory = cache_dir(root, manifest)
-    info_path = storage.join(directory, INFO_FILE)
-    if storage.exists(info_path):
-        try:
-            info = json.loads(storage.read_text(info_path))
-            expected, accuracy = str(info["model_sha256"]), float(info["test_accuracy"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise ClassifierError(
-                f"{info_path}: unreadable classifier cache entry ({type(e).__name__}); "
-                f"delete {directory} to retrain"
-            ) from e
-        with tempfile.TemporaryDirectory() as tmp:
-            local = os.path.join(tmp, MODEL_FILE)
-            storage.download_file(storage.join(directory, MODEL_FILE), local)
-            if _sha256(local) != expected:
-                raise ClassifierError(
-                    f"{storage.join(directory, MODEL_FILE)}: does not match the sha256 recorded "
-                    f"in {INFO_FILE}; not loading it (delete {directory} to retrain)"
-                )
-            model = keras.saving.load_model(local)
-        return Classifier(model, accuracy)
+    if storage.exists(storage.join(directory, INFO_FILE)):
+        return _load_entry(directory, f"delete {directory} to retrain")
     classifier = train(data_dir, manifest)
     if _accuracy_is_enforced(manifest) and classifier.test_accuracy < MIN_ACCURACY:
         raise ClassifierError(
@@ -265,7 +279,9 @@ def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
         "data_fingerprint": manifest["fingerprint"],
         "model_sha256": model_sha256,
     }
-    storage.write_text(info_path, json.dumps(info, indent=2) + "\n")  # written last: the commit
+    storage.write_text(
+        storage.join(directory, INFO_FILE), json.dumps(info, indent=2) + "\n"
+    )  # written last: the commit
     return classifier
 
 

@@ -332,6 +332,39 @@ def test_a_tampered_classifier_cache_is_not_loaded(tiny_data_dir, tmp_path):
         classifier_lib.load_or_train(root, tiny_data_dir, manifest)
 
 
+BUNDLED_MNIST_FINGERPRINT = "6430b9f6bebd1f543bf3914f9c2b1e752da60fc0fc51055a9036a696c2c0d6a4"
+
+
+def test_the_bundled_mnist_classifier_is_loaded_not_trained(tmp_path):
+    from trainer import classifier as classifier_lib
+
+    manifest = {"fingerprint": BUNDLED_MNIST_FINGERPRINT}
+    root = str(tmp_path / "cache")
+    # No data to train on: a classifier can only come from data/classifiers/.
+    classifier = classifier_lib.load_or_train(root, str(tmp_path / "no-data"), manifest)
+    assert classifier.test_accuracy == pytest.approx(0.9927, abs=1e-4)
+    features, probs = classifier.features_and_probs(np.zeros((2, 28, 28, 1), np.float32))
+    assert features.shape[0] == 2 and probs.shape == (2, 10)
+    assert not os.path.exists(root)  # nothing cached: the user's cache is not touched
+
+
+def test_a_tampered_bundled_classifier_is_not_loaded(tmp_path, monkeypatch):
+    from trainer import classifier as classifier_lib
+
+    manifest = {"fingerprint": BUNDLED_MNIST_FINGERPRINT}
+    bundled = str(tmp_path / "bundled")
+    shutil.copytree(classifier_lib.BUNDLED, bundled)
+    monkeypatch.setattr(classifier_lib, "BUNDLED", bundled)
+    with open(
+        os.path.join(classifier_lib.cache_dir(bundled, manifest), "classifier.keras"), "ab"
+    ) as f:
+        f.write(b"planted")
+    with pytest.raises(
+        classifier_lib.ClassifierError, match="restore it from the project's source"
+    ):
+        classifier_lib.load_or_train(str(tmp_path / "cache"), str(tmp_path / "no-data"), manifest)
+
+
 def test_secrets_in_pass_through_options_are_masked_in_the_log():
     from pipeline.run import masked
 

@@ -157,6 +157,10 @@ def test_full_bundled_mnist_has_canonical_counts(tmp_path):
     assert (mean + 1) / 2 == pytest.approx(0.13066, abs=1e-5)
     assert std / 2 == pytest.approx(0.30811, abs=1e-5)
     assert len(manifest["splits"]["train"]["files"]) == 4
+    # The main command's data: the project ships its evaluation classifier, keyed by this
+    # fingerprint (a preprocessing change that moves it must re-key data/classifiers/).
+    bundled = os.path.join(helpers.REPO_ROOT, "data", "classifiers", manifest["fingerprint"][:16])
+    assert os.path.exists(os.path.join(bundled, "classifier.json"))
 
 
 # --- bad input: one line naming the file and the problem, nothing written ---------------------
