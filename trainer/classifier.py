@@ -112,10 +112,11 @@ def feature_model(model: keras.Model) -> keras.Model:
 class Classifier:
     """Features and class probabilities of images in [-1, 1]."""
 
-    def __init__(self, model: keras.Model, test_accuracy: float):
+    def __init__(self, model: keras.Model, test_accuracy: float, sha256: str | None = None):
         model = in_float32(model)
         self.model = model
         self.test_accuracy = test_accuracy
+        self.sha256 = sha256  # of its saved file: names the feature space across runs
         extractor = feature_model(model)
         # One graph, not layer by layer: grappler fuses each convolution with its bias and ReLU
         # (1.7× the eager call's images/s; benchmarks.classifier_throughput).
@@ -247,7 +248,7 @@ def _load_entry(directory: str, remedy: str) -> Classifier:
                 f"in {INFO_FILE}; not loading it ({remedy})"
             )
         model = keras.saving.load_model(local)
-    return Classifier(model, accuracy)
+    return Classifier(model, accuracy, expected)
 
 
 def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
@@ -272,7 +273,7 @@ def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, MODEL_FILE)
         classifier.model.save(local)
-        model_sha256 = _sha256(local)
+        model_sha256 = classifier.sha256 = _sha256(local)
         storage.put_file(local, storage.join(directory, MODEL_FILE))
     info = {
         "test_accuracy": classifier.test_accuracy,

@@ -303,9 +303,10 @@ class Evaluator:
             return "sliced Wasserstein distance of Laplacian-pyramid patches (×10³)"
         if self.classifier.test_accuracy is None:
             return "InceptionV3 ImageNet features (the standard FID)"
+        named = f" {self.classifier.sha256[:12]}" if self.classifier.sha256 else ""
         return (
-            f"the feature space of a classifier with {self.classifier.test_accuracy:.4f} test "
-            "accuracy"
+            f"the feature space of classifier{named} ({self.classifier.test_accuracy:.4f} test "
+            "accuracy)"
         )
 
     def real_floor(self, train: np.ndarray) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -99,6 +100,11 @@ def test_pipeline_writes_every_artifact(pipeline_run):
     ):
         assert np.isfinite(metrics["model"][key]), key
     assert metrics["real_floor"]["frechet_distance"] < metrics["model"]["frechet_distance"]
+    # The feature space is named by the classifier file's sha256: equal names, comparable FDs.
+    (info_path,) = glob.glob(os.path.join(pipeline_run, "classifier", "*", "classifier.json"))
+    with open(info_path) as f:
+        classifier_sha256 = json.load(f)["model_sha256"]
+    assert f"classifier {classifier_sha256[:12]} (" in metrics["feature_space"]
     with open(os.path.join(pipeline_run, "job", "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
     assert [r["step"] for r in records if "eval_frechet_distance" in r] == [6, 12]
@@ -343,6 +349,10 @@ def test_the_bundled_mnist_classifier_is_loaded_not_trained(tmp_path):
     # No data to train on: a classifier can only come from data/classifiers/.
     classifier = classifier_lib.load_or_train(root, str(tmp_path / "no-data"), manifest)
     assert classifier.test_accuracy == pytest.approx(0.9927, abs=1e-4)
+    with open(
+        os.path.join(classifier_lib.cache_dir(classifier_lib.BUNDLED, manifest), "classifier.json")
+    ) as f:
+        assert classifier.sha256 == json.load(f)["model_sha256"]
     features, probs = classifier.features_and_probs(np.zeros((2, 28, 28, 1), np.float32))
     assert features.shape[0] == 2 and probs.shape == (2, 10)
     assert not os.path.exists(root)  # nothing cached: the user's cache is not touched
