@@ -280,9 +280,8 @@ def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
         "data_fingerprint": manifest["fingerprint"],
         "model_sha256": model_sha256,
     }
-    storage.write_text(
-        storage.join(directory, INFO_FILE), json.dumps(info, indent=2) + "\n"
-    )  # written last: the commit
+    info_path = storage.join(directory, INFO_FILE)
+    storage.write_text(info_path, json.dumps(info, indent=2) + "\n")  # written last: the commit
     return classifier
 
 

@@ -18,9 +18,9 @@ images, and the exported SavedModel's signature is the unconditional one.
 Data whose channels are independent images (Stacked MNIST: three digits drawn on their own) can
 be clustered per channel instead (``ChannelClusters``): k clusters fitted on each channel, an
 image's label one cluster per channel, a sample's channels' clusters drawn independently from z's
-first coordinates. k clusters per channel then stand for k^C combinations: 100 k-means clusters
-of whole stacks put a stack's channel digits in the majority digit of its cluster for 44% of
-stacks, 100 per channel for each channel's own 87% (as on MNIST).
+first coordinates. k clusters per channel then stand for k^C combinations. Measured on 20,000
+stacks: a channel's digit is its cluster's most common digit for 43–45% of stacks with 100
+clusters of whole stacks (51% with 300), for 85–87% with 100 clusters per channel.
 """
 
 from __future__ import annotations
@@ -205,10 +205,11 @@ class ChannelClusters(tf.Module):
 
     def fit(self, images: np.ndarray, seed: int) -> list[Fitted]:
         """Each channel's clusters, fitted on that channel of ``images`` [N, H, W, C]."""
-        fitted = [fit(images[..., c : c + 1], self.k, seed + c) for c in range(len(self.channels))]
-        for clusters, channel in zip(self.channels, fitted, strict=True):
-            clusters.load(channel)
-        return fitted
+        return [
+            fitted
+            for c, clusters in enumerate(self.channels)
+            for fitted in clusters.fit(images[..., c : c + 1], seed + c)
+        ]
 
     def assign(self, images: tf.Tensor) -> tf.Tensor:
         return tf.stack(
