@@ -131,13 +131,31 @@ def test_a_run_with_lazy_penalties_resumes_to_the_same_weights_bitwise(tiny_data
     assert "trainer: resuming at step 5 from " in resumed.stdout, resumed.stdout
 
 
-def test_a_self_conditioned_run_resumes_with_its_clusters_bitwise(tiny_data_dir, tmp_path):
+@pytest.mark.parametrize(
+    "per_channel, fitted, centroids_key",
+    [
+        ([], "4 k-means clusters of 512", "clusters/centroids"),
+        (
+            ["--clusters_per_channel"],
+            "4 k-means clusters per channel of 512",
+            "clusters/channels/0/",
+        ),
+    ],
+    ids=["whole images", "per channel"],
+)
+def test_a_self_conditioned_run_resumes_with_its_clusters_bitwise(
+    per_channel, fitted, centroids_key, tiny_data_dir, tmp_path
+):
     # The clusters are fitted once, at step 0; a resume restores them with the weights.
-    first, resumed = stopped_at_5_and_resumed_to_8(tiny_data_dir, tmp_path, "--clusters=4")
-    assert "clusters: 4 k-means clusters of 512 training images" in first.stdout
+    first, resumed = stopped_at_5_and_resumed_to_8(
+        tiny_data_dir, tmp_path, "--clusters=4", *per_channel
+    )
+    assert f"clusters: {fitted} training images" in first.stdout
     assert "clusters:" not in resumed.stdout
     tensors = checkpoint_tensors(str(tmp_path / "resumed"), 8)
-    centroids = next(v for k, v in tensors.items() if k.startswith("clusters/centroids"))
+    centroids = next(
+        v for k, v in tensors.items() if k.startswith(centroids_key) and "centroids" in k
+    )
     assert centroids.shape == (4, 50) and np.abs(centroids).sum() > 0
 
 
