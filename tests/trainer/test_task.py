@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import shutil
 import signal
 import socket
@@ -361,23 +360,19 @@ def test_a_truncated_checkpoint_is_one_line_and_kept(tiny_data_dir, tmp_path):
     assert os.path.getsize(data_file) == 1000  # the user's to move aside, not ours to delete
 
 
-def _file_bytes(directory: str) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted(pathlib.Path(directory).iterdir())}
-
-
 def test_a_checkpoint_of_another_model_is_one_line_and_kept(tiny_data_dir, tmp_path):
     job = str(tmp_path / "job")
     first = train(tiny_data_dir, job, "--train_steps=2", "--checkpoint_every=2", "--model_width=8")
     assert first.returncode == 0, first.stderr[-3000:]
     checkpoints = os.path.join(job, "checkpoints")
-    before = _file_bytes(checkpoints)
+    before = helpers.snapshot(checkpoints)
     resumed = train(
         tiny_data_dir, job, "--train_steps=4", "--checkpoint_every=2", "--model_width=16"
     )
     helpers.assert_one_line_error(
         resumed, "trainer", "ckpt-2: does not match the model built from the flags"
     )
-    assert _file_bytes(checkpoints) == before  # the user's run, untouched
+    assert helpers.snapshot(checkpoints) == before  # the user's run, untouched
 
 
 def _copy_data(tiny_data_dir: str, tmp_path) -> str:
