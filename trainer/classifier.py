@@ -93,9 +93,10 @@ def in_float32(model: keras.Model) -> keras.Model:
     return copy
 
 
-# Classifiers that ship with the project, for the data it ships (MNIST as preprocessing makes it
-# by default): a fixed feature space, as FID's Inception weights are — Fréchet distances compare
-# across machines and runs — and a fresh run does not spend minutes training one.
+# Classifiers that ship with the project, for the data it ships (MNIST and Stacked MNIST as
+# preprocessing makes them by default): a fixed feature space, as FID's Inception weights are —
+# Fréchet distances compare across machines and runs — and a fresh run does not spend minutes
+# training one.
 BUNDLED = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "classifiers"
 )
@@ -274,12 +275,12 @@ def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, MODEL_FILE)
         classifier.model.save(local)
-        model_sha256 = classifier.sha256 = _sha256(local)
+        classifier.sha256 = _sha256(local)
         storage.put_file(local, storage.join(directory, MODEL_FILE))
     info = {
         "test_accuracy": classifier.test_accuracy,
         "data_fingerprint": manifest["fingerprint"],
-        "model_sha256": model_sha256,
+        "model_sha256": classifier.sha256,
     }
     info_path = storage.join(directory, INFO_FILE)
     storage.write_text(info_path, json.dumps(info, indent=2) + "\n")  # written last: the commit
