@@ -20,6 +20,7 @@ read by the digit classifier (the protocol of VEEGAN and PacGAN).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -124,24 +125,43 @@ def _coverage_of(
     return inside / len(queries)
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = KNN_K) -> dict[str, float]:
-    real32, fake32 = real.astype(np.float32), fake.astype(np.float32)
+class Embedded:
+    """Images in a classifier's feature space: features, class probabilities, and (computed on
+    first use, then kept) each point's distance to its k-th nearest neighbour."""
+
+    def __init__(self, features: np.ndarray, probs: np.ndarray):
+        self.features, self.probs = features, probs
+        self.points = features.astype(np.float32)
+
+    @functools.cached_property
+    def radii(self) -> np.ndarray:
+        return _knn_radii(self.points, KNN_K)
+
+
+def embed(classifier: Classifier, images: np.ndarray) -> Embedded:
+    return Embedded(*classifier.features_and_probs(images))
+
+
+def precision_recall(real: Embedded, fake: Embedded) -> dict[str, float]:
     return {
-        "precision": _coverage_of(real32, _knn_radii(real32, k), fake32),
-        "recall": _coverage_of(fake32, _knn_radii(fake32, k), real32),
+        "precision": _coverage_of(real.points, real.radii, fake.points),
+        "recall": _coverage_of(fake.points, fake.radii, real.points),
+    }
+
+
+def compare_embedded(real: Embedded, fake: Embedded) -> dict[str, float]:
+    """Every classifier metric of the generated ``fake`` against the ``real`` images."""
+    return {
+        "frechet_distance": frechet_distance(fake.features, real.features),
+        "classifier_score": classifier_score(fake.probs),
+        **class_coverage(fake.probs, fake.probs.shape[1]),
+        **precision_recall(real, fake),
     }
 
 
 def compare(classifier: Classifier, real: np.ndarray, images: np.ndarray) -> dict[str, float]:
     """Every classifier metric of ``images`` against the real ``real`` images."""
-    real_features, _ = classifier.features_and_probs(real)
-    features, probs = classifier.features_and_probs(images)
-    return {
-        "frechet_distance": frechet_distance(features, real_features),
-        "classifier_score": classifier_score(probs),
-        **class_coverage(probs, probs.shape[1]),
-        **precision_recall(real_features, features),
-    }
+    return compare_embedded(embed(classifier, real), embed(classifier, images))
 
 
 # --- sliced Wasserstein distance on Laplacian pyramids (Karras et al. 2018) ----------------------
@@ -272,13 +292,23 @@ class Evaluator:
         self.classifier = classifier
         self.num_samples = num_samples
 
-    def score(self, images: np.ndarray, real: np.ndarray | None = None) -> dict[str, float]:
-        real = self.real if real is None else real
+    @functools.cached_property
+    def _reference(self) -> Embedded:
+        """The real images' embedding: computed once, compared with every sample set."""
+        return embed(self.classifier, self.real)
+
+    def score(self, images: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:
+        """``images``' metrics against the real images; with ``labels`` (those a conditional
+        generator was asked for) also its label accuracy."""
         if self.spec.stacked_mnist:  # modes on all samples (26,000), SWD on as many as real
-            return {**stacked_modes(self.classifier, images), **swd(real, images)}
+            return {**stacked_modes(self.classifier, images), **swd(self.real, images)}
         if self.classifier is None:
-            return swd(real, images)
-        return compare(self.classifier, real, images)
+            return swd(self.real, images)
+        fake = embed(self.classifier, images)
+        metrics = compare_embedded(self._reference, fake)
+        if labels is not None:
+            metrics["label_accuracy"] = float((fake.probs.argmax(axis=1) == labels).mean())
+        return metrics
 
     def evaluate(
         self,
@@ -290,12 +320,9 @@ class Evaluator:
         classes = list(self.spec.kept)
         count = max(self.num_samples, STACKED_SAMPLES) if self.spec.stacked_mnist else None
         images, labels = sample(generate, latent_dim, classes, count or self.num_samples)
-        metrics = self.score(images)
         reads_labels = self.classifier is not None and self.classifier.test_accuracy is not None
-        if conditional and reads_labels and not self.spec.stacked_mnist:
-            _, probs = self.classifier.features_and_probs(images)
-            metrics["label_accuracy"] = float((probs.argmax(axis=1) == labels).mean())
-        return metrics
+        asked = conditional and reads_labels and not self.spec.stacked_mnist
+        return self.score(images, labels=labels if asked else None)
 
     @property
     def feature_space(self) -> str:

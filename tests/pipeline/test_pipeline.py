@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import types
 
 import numpy as np
 import pytest
@@ -291,6 +292,20 @@ def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tmp_path):
     assert real["min_class_share"] > 0.03
     again = evaluation.compare(classifier, test, train)
     assert again == real  # reproducible
+    # An evaluator embeds its real images once, whatever it scores against them, and a
+    # conditional generator's samples once for all their metrics, label accuracy included.
+    embedded = []
+    counting = types.SimpleNamespace(
+        features_and_probs=lambda images: (
+            embedded.append(len(images)) or classifier.features_and_probs(images)
+        )
+    )
+    evaluator = evaluation.Evaluator(data.data_spec(manifest), test, counting, len(test))
+    assert evaluator.score(train) == real and evaluator.score(noise) == fake
+    labels = data.load_examples(tiny_data_dir, manifest, "train").labels
+    scored = evaluator.score(train, labels=labels)
+    assert scored.pop("label_accuracy") > 0.9 and scored == real
+    assert sorted(embedded) == sorted([len(test), len(train), len(noise), len(train)])
     cached = classifier_lib.load_or_train(str(tmp_path / "cls"), tiny_data_dir, manifest)
     assert evaluation.compare(cached, test, train) == pytest.approx(real)
 
