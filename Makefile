@@ -18,9 +18,10 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 .PHONY: install venv browser run test lint clean
 
 # Content-keyed, not mtime-keyed: a fresh clone's lock file is always newer than the stamp.
+# find_spec, not an import: importing TensorFlow here cost every `make run` ~3 s.
 install:
 	@test -n "$(PYTHON_EXE)" || { echo "make: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
-	@$(VENV)/bin/python -c 'import ssl, tensorflow' 2>/dev/null && test -f $(VENV)/.installed || { \
+	@$(VENV)/bin/python -c 'import ssl, importlib.util as u; assert u.find_spec("tensorflow")' 2>/dev/null && test -f $(VENV)/.installed || { \
 	  echo "make: installing requirements.lock into $(VENV)" >&2; \
 	  $(PYTHON_EXE) -m venv --clear $(VENV) \
 	  && $(VENV)/bin/pip install --quiet --upgrade pip \
