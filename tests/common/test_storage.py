@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
-from common import storage
+from common import schema, storage
 from tests.gcs import BUCKET
 
 
@@ -147,6 +148,30 @@ def test_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
     path = tmp_path / "f.txt"
     storage.write_text(str(path), "x")
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize(
+    "shape, label",
+    [((28, 28, 1), 7), ((8, 8, 3), 0), ((4, 4, 1), 300), ((2, 2, 1), 2**40), ((1, 1, 1), -1)],
+)
+def test_a_record_is_the_bytes_tf_train_example_serializes(shape, label):
+    import tensorflow as tf
+
+    image = np.random.default_rng(abs(label)).uniform(-1, 1, shape).astype(np.float32)
+    feature = {
+        schema.IMAGE_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=image.ravel())),
+        schema.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    encoded = schema.encode_example(image, label)
+    assert encoded == example.SerializeToString(deterministic=True)
+    spec = {
+        schema.IMAGE_KEY: tf.io.FixedLenFeature([image.size], tf.float32),
+        schema.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    }
+    parsed = tf.io.parse_single_example(encoded, spec)
+    assert np.array_equal(parsed[schema.IMAGE_KEY].numpy().reshape(shape), image)
+    assert int(parsed[schema.LABEL_KEY]) == label
 
 
 def test_a_record_serializes_to_the_same_bytes_in_every_process():
