@@ -35,8 +35,25 @@ CYCLE_LENGTH = 4  # shards read at once (interleaved)
 COUNT_BATCH = 4096  # records per step when a shard's records are counted
 WINDOW_FILES = 2 * CYCLE_LENGTH + 2  # local copies of bucket shards kept per process
 PARSE_BATCH = 1024
+
 TF_FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
 INPUT_ERROR = "input data: "  # marks our errors raised inside tf.data, to re-raise as DataError
+
+
+def pipeline_options() -> tf.data.Options:
+    """Options of every input pipeline here: deterministic order, no autotuning thread.
+
+    tf.data's autotuning runs in a thread that sleeps between rounds, the sleep doubling up to
+    60 s; in TensorFlow 2.21 deleting an iterator inside the trainer waited out that sleep (a
+    native backtrace showed the iterator's destructor joining the thread, asleep in
+    ``Model::OptimizeLoop``), so the trainer sat silent for up to a minute after its last step.
+    Without the thread, ``AUTOTUNE`` parallelism is one call per core and prefetch buffers still
+    size themselves.
+    """
+    options = tf.data.Options()
+    options.deterministic = True
+    options.autotune.enabled = False
+    return options
 
 
 class DataError(UserError, ValueError):
@@ -121,7 +138,9 @@ class ShardFiles:
         return local
 
     def _check(self, name: str, path: str, local: str) -> None:
-        records = tf.data.TFRecordDataset(local, compression_type=self.compression)
+        records = tf.data.TFRecordDataset(local, compression_type=self.compression).with_options(
+            pipeline_options()
+        )
         try:
             # Counted in batches: a reduce step per record took 3.5× as long (0.4 s an MNIST
             # shard, in every process that reads the data).
@@ -272,8 +291,7 @@ def make_dataset_fn(
             .map(parser(spec), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE)
         )
-        options = tf.data.Options()
-        options.deterministic = True
+        options = pipeline_options()
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.OFF  # sharded by file above
         )
@@ -299,7 +317,7 @@ def split_dataset(
     batches = records.batch(batch).map(parser(spec))
     # Known length: Keras then neither guesses it nor warns that the input ran out.
     batches = batches.apply(tf.data.experimental.assert_cardinality(-(-size // batch)))
-    return batches.prefetch(tf.data.AUTOTUNE)
+    return batches.prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 
 
 def load_examples(
