@@ -18,6 +18,7 @@ setuptools.setup(
         "absl-py>=2.1",
         "apache-beam[gcp]>=2.77,<2.78",
         "google-cloud-storage>=3.17,<4",
+        "google-crc32c>=1.5,<2",
         "numpy>=2,<3",
         "pillow>=12,<13",
         "scipy>=1.14,<2",

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import apache_beam as beam
 import numpy as np
 
-from common import schema, storage
+from common import schema, storage, tfrecord
 from preprocessing import images, sources
 
 TARGET_SHARD_BYTES = 256 << 20  # uncompressed records per shard: Dataflow parallelism for big sets
@@ -69,8 +69,6 @@ def write_shard(
     chunk: sources.Chunk, source: sources.Source, output_dir: str, layout: Layout
 ) -> Iterator[tuple[str, ShardStats]]:
     """Read, fit, normalize and serialize one chunk; publish its shard file atomically."""
-    import tensorflow as tf
-
     name = chunk.file_name(layout.suffix)
     channels = layout.shape[2]
     counts = np.zeros(layout.num_classes, np.int64)
@@ -79,11 +77,10 @@ def write_shard(
     bad: list[tuple[str, str]] = []
     bad_count = written = 0
     keep = set(layout.kept)
-    options = tf.io.TFRecordOptions(compression_type="GZIP" if layout.compression == "gzip" else "")
     fd, local = tempfile.mkstemp(prefix=f"{name}.")
     os.close(fd)
     try:
-        with tf.io.TFRecordWriter(local, options) as writer:
+        with tfrecord.writer(local, layout.compression) as write:
             for item, content, label in source.read(chunk):
                 if layout.num_classes and label not in keep:
                     continue
@@ -97,7 +94,7 @@ def write_shard(
                     if len(bad) < BAD_IMAGES_LISTED:
                         bad.append((item, str(e)))
                     continue
-                writer.write(schema.encode_example(schema.normalize(pixels), label))
+                write(schema.encode_example(schema.normalize(pixels), label))
                 wide = pixels.reshape(-1, channels).astype(np.int64)
                 sums += wide.sum(axis=0)
                 sq_sums += (wide * wide).sum(axis=0)
