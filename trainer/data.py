@@ -35,7 +35,6 @@ CYCLE_LENGTH = 4  # shards read at once (interleaved)
 COUNT_BATCH = 4096  # records per step when a shard's records are counted
 WINDOW_FILES = 2 * CYCLE_LENGTH + 2  # local copies of bucket shards kept per process
 PARSE_BATCH = 1024
-
 TF_FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
 INPUT_ERROR = "input data: "  # marks our errors raised inside tf.data, to re-raise as DataError
 
@@ -47,8 +46,8 @@ def pipeline_options() -> tf.data.Options:
     60 s; in TensorFlow 2.21 deleting an iterator inside the trainer waited out that sleep (a
     native backtrace showed the iterator's destructor joining the thread, asleep in
     ``Model::OptimizeLoop``), so the trainer sat silent for up to a minute after its last step.
-    Without the thread, ``AUTOTUNE`` parallelism is one call per core and prefetch buffers still
-    size themselves.
+    Without the thread, ``AUTOTUNE`` parallelism is one call per core (at most 16) and prefetch
+    buffers still size themselves.
     """
     options = tf.data.Options()
     options.deterministic = True

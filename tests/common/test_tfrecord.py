@@ -8,7 +8,7 @@ import pytest
 
 from common import tfrecord
 
-# Empty, one byte, and sizes around the varint and buffer boundaries of the framing.
+# Empty, one byte, and records of every byte value, up to 10 KB.
 RECORDS = [b"", b"\x00", b"a" * 127, b"b" * 128, bytes(range(256)) * 40]
 
 

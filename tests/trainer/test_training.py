@@ -152,8 +152,8 @@ def test_conditional_samples_follow_their_labels(tiny_data_dir, tmp_path):
 def test_input_pipelines_run_without_the_autotuning_thread(tiny_data_dir):
     """tf.data's autotuning thread sleeps up to 60 s between rounds, and deleting the trainer's
     iterator waited that sleep out: the trainer sat silent for up to a minute after its last
-    step. Every pipeline the trainer, the evaluator and the shard check build runs without it,
-    and still in a fixed order."""
+    step. The trainer's and the evaluator's pipelines run without it, and still in a fixed
+    order."""
     import tensorflow as tf
 
     from trainer import data
