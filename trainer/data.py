@@ -43,9 +43,9 @@ def pipeline_options() -> tf.data.Options:
     """Options of every input pipeline here: deterministic order, no autotuning thread.
 
     tf.data's autotuning runs in a thread that sleeps between rounds, the sleep doubling up to
-    60 s; in TensorFlow 2.21 deleting an iterator inside the trainer waited out that sleep (a
-    native backtrace showed the iterator's destructor joining the thread, asleep in
-    ``Model::OptimizeLoop``), so the trainer sat silent for up to a minute after its last step.
+    60 s; in TensorFlow 2.21 deleting an iterator inside the trainer often (4 runs in 10) waited
+    that sleep out (a native backtrace showed the iterator's destructor joining the thread, asleep
+    in ``Model::OptimizeLoop``), so the trainer sat silent for up to a minute after its last step.
     Without the thread, ``AUTOTUNE`` parallelism is one call per core (at most 16) and prefetch
     buffers still size themselves.
     """
