@@ -38,7 +38,7 @@ _PIPELINE: dict[str, object] = {
     "model_width": 32,
     **ZERO_CENTRED_GAN,
     # 3,000 steps of 128 at 7e-4, not 6,000 of 64 at 5e-4: the same images, FD 2.67 and 2.66
-    # (two seeds) against 2.55, at ~1.13× the images/s: `make run` 4 m 29 s – 5 m 04 s here.
+    # (two seeds) against 2.55, at ~1.13× the images/s: `make run` 4 m 36 s – 5 m 30 s here.
     # At 5e-4 batch 128 read 2.84, at 1e-3 2.79; benchmarks/README.md.
     "batch_size": 128,
     "train_steps": 3000,
