@@ -103,13 +103,13 @@ def class_coverage(probs: np.ndarray, num_classes: int) -> dict[str, float]:
     }
 
 
-def _pairwise_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Squared distances [len(a), len(b)], in two arrays' memory instead of five."""
-    twice_dot = a @ b.T
-    twice_dot *= 2.0
-    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :]
-    squared -= twice_dot
-    return np.maximum(squared, 0.0, out=squared)
+def _squared_norms(points: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", points, points)
+
+
+# Both searches below expand ‖q − m‖² = ‖q‖² + ‖m‖² − 2 q·m and leave out the term that is
+# constant along a row until the row has been reduced: two passes over each block of distances
+# after its matrix product instead of five (half the time of precision and recall).
 
 
 def _kth_smallest(rows: np.ndarray, k: int) -> np.ndarray:
@@ -122,22 +122,32 @@ def _kth_smallest(rows: np.ndarray, k: int) -> np.ndarray:
 
 
 def _knn_radii(points: np.ndarray, k: int, block: int = 2000) -> np.ndarray:
+    """Each point's squared distance to its k-th nearest neighbour among ``points``."""
+    norms = _squared_norms(points)
     radii = np.empty(len(points))
     for start in range(0, len(points), block):
+        rows = points[start : start + block] @ points.T  # ‖m‖² − 2 q·m, in place
+        rows *= -2.0
+        rows += norms[None, :]
         # k, not k - 1: each point is its own nearest neighbour.
-        radii[start : start + block] = _kth_smallest(
-            _pairwise_sq(points[start : start + block], points), k
-        )
+        nearest = _kth_smallest(rows, k) + norms[start : start + block]
+        radii[start : start + block] = np.maximum(nearest, 0.0)
     return radii
 
 
 def _coverage_of(
     manifold: np.ndarray, radii: np.ndarray, queries: np.ndarray, block: int = 2000
 ) -> float:
+    """The share of ``queries`` inside some manifold point's ball: ‖q − m‖² ≤ r_m for some m,
+    i.e. max over m of (2 q·m − ‖m‖² + r_m) ≥ ‖q‖²."""
+    offsets = (radii - _squared_norms(manifold)).astype(manifold.dtype)
+    query_norms = _squared_norms(queries)
     inside = 0
     for start in range(0, len(queries), block):
-        d = _pairwise_sq(queries[start : start + block], manifold)
-        inside += int((d <= radii[None, :]).any(axis=1).sum())
+        rows = queries[start : start + block] @ manifold.T
+        rows *= 2.0
+        rows += offsets[None, :]
+        inside += int((rows.max(axis=1) >= query_norms[start : start + block]).sum())
     return inside / len(queries)
 
 

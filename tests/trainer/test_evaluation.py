@@ -1,4 +1,5 @@
-"""The k-NN radii behind precision and recall, against hand-computed values."""
+"""The k-NN radii and manifold coverage behind precision and recall, against hand-computed
+values."""
 
 import numpy as np
 import pytest
@@ -23,3 +24,14 @@ def test_a_duplicate_point_is_a_neighbour_at_distance_zero():
     points = np.array([[0.0], [0.0], [2.0]], np.float32)
     assert evaluation._knn_radii(points, 1).tolist() == [0, 0, 4]
     assert evaluation._knn_radii(points, 2).tolist() == [4, 4, 4]
+
+
+@pytest.mark.parametrize("block", [2, 2000])
+def test_coverage_counts_queries_inside_some_ball_boundary_included(block):
+    # Balls around 0, 1, 3 of squared radii 1, 1, 4 (each point's nearest neighbour): 0.5 and
+    # 2.5 are inside, -1 and 5 exactly on a boundary (inside), 10 outside: 4 of 5.
+    manifold = np.array([[0.0], [1.0], [3.0]], np.float32)
+    radii = evaluation._knn_radii(manifold, 1)
+    queries = np.array([[0.5], [2.5], [-1.0], [5.0], [10.0]], np.float32)
+    assert evaluation._coverage_of(manifold, radii, queries, block=block) == 0.8
+    assert evaluation._coverage_of(manifold, radii * 0.99, queries, block=block) == 0.4
