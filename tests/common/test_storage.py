@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 
-from common import schema, storage
+from common import storage
 from tests.gcs import BUCKET
 
 
@@ -148,75 +147,3 @@ def test_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
     path = tmp_path / "f.txt"
     storage.write_text(str(path), "x")
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
-
-
-@pytest.mark.parametrize(
-    "shape, label",
-    [((28, 28, 1), 7), ((8, 8, 3), 0), ((4, 4, 1), 300), ((2, 2, 1), 2**40), ((1, 1, 1), -1)],
-)
-def test_a_record_is_the_bytes_tf_train_example_serializes(shape, label):
-    import tensorflow as tf
-
-    image = np.random.default_rng(abs(label)).uniform(-1, 1, shape).astype(np.float32)
-    feature = {
-        schema.IMAGE_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=image.ravel())),
-        schema.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-    }
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    encoded = schema.encode_example(image, label)
-    assert encoded == example.SerializeToString(deterministic=True)
-    spec = {
-        schema.IMAGE_KEY: tf.io.FixedLenFeature([image.size], tf.float32),
-        schema.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
-    }
-    parsed = tf.io.parse_single_example(encoded, spec)
-    assert np.array_equal(parsed[schema.IMAGE_KEY].numpy().reshape(shape), image)
-    assert int(parsed[schema.LABEL_KEY]) == label
-
-
-def test_a_record_serializes_to_the_same_bytes_in_every_process():
-    """tf.train.Example's feature map is serialized in key order: without it the order follows
-    a per-process seed, and a shard rewritten by another process differs in bytes."""
-    import subprocess
-    import sys
-
-    from tests import helpers
-
-    code = (
-        "import numpy as np\n"
-        "from common import schema\n"
-        "print(schema.encode_example(np.linspace(-1, 1, 784, dtype=np.float32), 7).hex())\n"
-    )
-    outputs = {
-        subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=helpers.REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()[-1]
-        for _ in range(5)
-    }
-    assert len(outputs) == 1
-    record = bytes.fromhex(outputs.pop())
-    assert record.index(b"image") < record.index(b"label")
-
-
-def test_the_native_log_filter_drops_tensorflows_probing_lines_and_keeps_everything_else():
-    from common.native_logs import is_noise
-
-    noise = [
-        b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
-        b"I0000 00:00:1795606586.060973    4667 cudart_stub.cc:31] Could not find cuda drivers\n",
-        b"E0000 00:00:1795606587.296937    4667 cuda_platform.cc:52] failed call to cuInit: ...\n",
-        b"E1125 10:00:00.000000  123 meta_optimizer.cc:967] remapper failed: Mutation::Apply\n",
-        b"To enable the following instructions: AVX2 FMA, in other operations, rebuild ...\n",
-    ]
-    kept = [
-        b"trainer: error: --seed=-1: must be in [0, 2**32)\n",
-        b"step       4/8  kimg      0.1  img/s      16  d_loss 1.5673\n",
-        b"E0000 00:00:1795606587.296937    4667 bfc_allocator.cc:52] Out of memory\n",
-        b"Traceback (most recent call last):\n",
-    ]
-    assert all(is_noise(line) for line in noise)
-    assert not any(is_noise(line) for line in kept)

@@ -1,0 +1,60 @@
+"""The record format every stage shares (common/schema.py): TensorFlow's bytes, built without it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common import schema
+
+
+@pytest.mark.parametrize(
+    "shape, label",
+    [((28, 28, 1), 7), ((8, 8, 3), 0), ((4, 4, 1), 300), ((2, 2, 1), 2**40), ((1, 1, 1), -1)],
+)
+def test_a_record_is_the_bytes_tf_train_example_serializes(shape, label):
+    import tensorflow as tf
+
+    image = np.random.default_rng(abs(label)).uniform(-1, 1, shape).astype(np.float32)
+    feature = {
+        schema.IMAGE_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=image.ravel())),
+        schema.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    encoded = schema.encode_example(image, label)
+    assert encoded == example.SerializeToString(deterministic=True)
+    spec = {
+        schema.IMAGE_KEY: tf.io.FixedLenFeature([image.size], tf.float32),
+        schema.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    }
+    parsed = tf.io.parse_single_example(encoded, spec)
+    assert np.array_equal(parsed[schema.IMAGE_KEY].numpy().reshape(shape), image)
+    assert int(parsed[schema.LABEL_KEY]) == label
+
+
+def test_a_record_serializes_to_the_same_bytes_in_every_process():
+    """tf.train.Example's feature map is serialized in key order: without it the order follows
+    a per-process seed, and a shard rewritten by another process differs in bytes."""
+    import subprocess
+    import sys
+
+    from tests import helpers
+
+    code = (
+        "import numpy as np\n"
+        "from common import schema\n"
+        "print(schema.encode_example(np.linspace(-1, 1, 784, dtype=np.float32), 7).hex())\n"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=helpers.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+        for _ in range(5)
+    }
+    assert len(outputs) == 1
+    record = bytes.fromhex(outputs.pop())
+    assert record.index(b"image") < record.index(b"label")
