@@ -58,14 +58,17 @@ def flags_parser(
     def parse(argv: list[str]) -> list[str]:
         try:
             return flags.FLAGS(argv, known_only=known_only)
-        except flags.UnrecognizedFlagError as e:
-            hint = (retired or {}).get(e.flagname)
-            fail(prog, f"--{e.flagname} was {hint}" if hint else e)
         except flags.Error as e:
-            fail(prog, e)
+            fail(prog, flag_error(e, retired))
         raise AssertionError("unreachable")
 
     return parse
+
+
+def flag_error(error: flags.Error, retired: Mapping[str, str] | None = None) -> str:
+    """absl's parse error as the line a user sees; a retired flag says what replaced it."""
+    hint = (retired or {}).get(getattr(error, "flagname", ""))
+    return f"--{error.flagname} was {hint}" if hint else str(error)
 
 
 def guarded(prog: str, main: Callable[[Sequence[str]], None]) -> Callable[[Sequence[str]], None]:

@@ -178,6 +178,21 @@ def trainer_args(
     ]
 
 
+def check_trainer_args(args: Sequence[str], run_dir: str) -> None:
+    """Refuse here what the trainer would refuse on the paid machine: ``args`` read with the
+    trainer's own flags and validation, in the environment Vertex AI gives the job."""
+    from trainer import command_line  # imports TensorFlow: only `train` pays for it
+
+    command_line.parse(
+        args,
+        {
+            "AIP_MODEL_DIR": f"{run_dir}/model/",
+            "AIP_CHECKPOINT_DIR": f"{run_dir}/checkpoints/",
+            "AIP_TENSORBOARD_LOG_DIR": f"{run_dir}/logs/",
+        },
+    )
+
+
 def custom_job(
     target: Target,
     accelerator: str,
@@ -195,13 +210,12 @@ def custom_job(
         raise SubmitError("--replicas must be >= 1")
     if tpu and accelerator:
         raise SubmitError("--tpu and --accelerator are exclusive")
+    args = trainer_args(target, accelerator, tpu, replicas, extra_args)
+    check_trainer_args(args, target.run_dir)
     pool = {
         "machine_spec": machine_spec(accelerator, tpu, machine_type),
         "replica_count": 1,
-        "container_spec": {
-            "image_uri": target.image,
-            "args": trainer_args(target, accelerator, tpu, replicas, extra_args),
-        },
+        "container_spec": {"image_uri": target.image, "args": args},
     }
     pools = [pool] + ([{**pool, "replica_count": replicas - 1}] if replicas > 1 else [])
     spec = {

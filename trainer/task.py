@@ -9,60 +9,25 @@ of steps, writes a checkpoint and exits 0.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from absl import app, flags
 
 from common import cli
+from trainer import command_line, settings
 from trainer import config as config_lib
-from trainer import losses, models, settings
 
 FLAGS = flags.FLAGS
 
-# Choices that live in registries, and the help that describes their entries.
-REGISTRIES = {"architecture": models.ARCHITECTURES, "loss": losses.LOSSES}
+command_line.define_flags(FLAGS)
+flags.adopt_module_key_flags(command_line)  # --help and --helpshort list them as this module's
 
 
-def _field_type(field: dataclasses.Field) -> str:
-    kind = str(field.type)
-    return next(t for t in ("bool", "int", "float", "str") if t in kind)
-
-
-def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-    """One absl flag per ``TrainConfig`` field: name, type, default and help, none retyped."""
-    for field in dataclasses.fields(settings.TrainConfig):
-        name, default, help_text = field.name, field.default, field.metadata["help"]
-        choices = field.metadata.get("choices")
-        if field.metadata.get("registry"):
-            registry = REGISTRIES[name]
-            choices = tuple(sorted(registry))
-            help_text += " " + "; ".join(f"{k}: {v.description}" for k, v in registry.items())
-        kind = _field_type(field)
-        if choices:
-            flags.DEFINE_enum(name, default, list(choices), help_text, flag_values=flag_values)
-        elif kind == "bool":
-            flags.DEFINE_bool(name, default, help_text, flag_values=flag_values)
-        elif kind == "int":
-            flags.DEFINE_integer(name, default, help_text, flag_values=flag_values)
-        elif kind == "float":
-            flags.DEFINE_float(name, default, help_text, flag_values=flag_values)
-        else:
-            flags.DEFINE_string(name, default, help_text, flag_values=flag_values)
-
-
-define_flags()
-CONFIG_FIELDS = list(settings.NAMES)
-
-
-def config_from_flags(environ: dict[str, str] = os.environ) -> config_lib.TrainConfig:
-    """The preset, then the flags given, then Vertex AI's output directories for unset ones."""
-    values = {name: FLAGS[name].value for name in CONFIG_FIELDS}
-    given = {name for name in CONFIG_FIELDS if FLAGS[name].present}
-    return config_lib.resolve(values, given, environ)
+def config_from_flags(environ: Mapping[str, str] = os.environ) -> config_lib.TrainConfig:
+    return command_line.config_from(FLAGS, environ)
 
 
 class StopOnSignal:

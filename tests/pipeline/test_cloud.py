@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -42,22 +43,10 @@ def dry_run_job(*args: str) -> dict:
 
 def parse_with_trainer_flags(args: list[str]) -> dict:
     """Parse container args with the trainer's own absl flags and config validation."""
-    code = (
-        "import dataclasses, json, sys\n"
-        "from trainer import task\n"
-        "task.FLAGS(['trainer', *sys.argv[1:]])\n"
-        "print(json.dumps(dataclasses.asdict(task.config_from_flags(environ={"
-        "'AIP_MODEL_DIR': 'gs://b/runs/r1/model'}))))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=helpers.REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from trainer import command_line
+
+    config = command_line.parse(args, {"AIP_MODEL_DIR": "gs://b/runs/r1/model"})
+    return dataclasses.asdict(config)
 
 
 @pytest.mark.parametrize(
@@ -137,6 +126,22 @@ def test_bad_submission_flags_fail_with_one_line(args, message):
     proc = submit("train", "--dry_run", *args)
     assert proc.returncode != 0
     assert message in helpers.error_line(proc)
+
+
+@pytest.mark.parametrize(
+    ("trainer_args", "message"),
+    [
+        (["--train_steps=abc"], "flag --train_steps=abc: invalid literal"),
+        (["--batch_size=-3"], "--batch_size must be >= 1"),
+        (["--loss=hinge2"], "flag --loss=hinge2: value should be one of"),
+        (["--ema_decay=0.999"], "--ema_decay was replaced by --ema_kimg"),
+        (["stray"], "unexpected arguments stray"),
+    ],
+)
+def test_bad_trainer_flags_are_refused_before_a_job_is_built(trainer_args, message):
+    proc = submit("train", "--dry_run", "--", *trainer_args)
+    helpers.assert_one_line_error(proc, "submit", message)
+    assert proc.stdout == ""  # no job printed, none submitted
 
 
 def test_dataflow_options_are_valid_beam_options():

@@ -1,0 +1,71 @@
+"""The trainer's command line: one absl flag per ``TrainConfig`` field, and trainer arguments
+read into the configuration they would train.
+
+``task.py`` defines these flags on the process's ``FLAGS``. A launcher reads the arguments it is
+about to send to a paid machine (``pipeline.submit train``) into flags of its own, so a typo
+fails before the job is created, with the line the trainer would have printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from absl import flags
+
+from common import cli
+from trainer import config as config_lib
+from trainer import losses, models, settings
+
+# Choices that live in registries, and the help that describes their entries.
+REGISTRIES = {"architecture": models.ARCHITECTURES, "loss": losses.LOSSES}
+
+
+def _field_type(field: dataclasses.Field) -> str:
+    kind = str(field.type)
+    return next(t for t in ("bool", "int", "float", "str") if t in kind)
+
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+    """One absl flag per ``TrainConfig`` field: name, type, default and help, none retyped."""
+    for field in dataclasses.fields(settings.TrainConfig):
+        name, default, help_text = field.name, field.default, field.metadata["help"]
+        choices = field.metadata.get("choices")
+        if field.metadata.get("registry"):
+            registry = REGISTRIES[name]
+            choices = tuple(sorted(registry))
+            help_text += " " + "; ".join(f"{k}: {v.description}" for k, v in registry.items())
+        kind = _field_type(field)
+        if choices:
+            flags.DEFINE_enum(name, default, list(choices), help_text, flag_values=flag_values)
+        elif kind == "bool":
+            flags.DEFINE_bool(name, default, help_text, flag_values=flag_values)
+        elif kind == "int":
+            flags.DEFINE_integer(name, default, help_text, flag_values=flag_values)
+        elif kind == "float":
+            flags.DEFINE_float(name, default, help_text, flag_values=flag_values)
+        else:
+            flags.DEFINE_string(name, default, help_text, flag_values=flag_values)
+
+
+def config_from(
+    flag_values: flags.FlagValues, environ: Mapping[str, str]
+) -> config_lib.TrainConfig:
+    """The preset, then the flags given, then Vertex AI's output directories for unset ones."""
+    values = {name: flag_values[name].value for name in settings.NAMES}
+    given = {name for name in settings.NAMES if flag_values[name].present}
+    return config_lib.resolve(values, given, environ)
+
+
+def parse(args: Sequence[str], environ: Mapping[str, str]) -> config_lib.TrainConfig:
+    """The configuration ``python -m trainer.task ARGS`` would train in ``environ``; a bad flag
+    raises ``ConfigError`` with the trainer's own one-line message."""
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    try:
+        unparsed = flag_values(["trainer", *args])
+    except flags.Error as e:
+        raise config_lib.ConfigError(cli.flag_error(e, settings.RETIRED)) from e
+    if len(unparsed) > 1:
+        raise config_lib.ConfigError(f"unexpected arguments {' '.join(unparsed[1:])}")
+    return config_from(flag_values, environ)
