@@ -1,6 +1,7 @@
 """The trainer's configuration: the settings (``settings.py``) resolved and validated once.
 
-``task.py`` turns absl flags into a ``TrainConfig``; nothing below it reads flags.
+``command_line.py`` turns absl flags into a ``TrainConfig`` (for ``task.py``, and for launchers
+checking the args they send); nothing below it reads flags.
 """
 
 from __future__ import annotations

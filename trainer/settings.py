@@ -1,10 +1,10 @@
 """Every trainer setting, written once: name, type, default and help text.
 
-``trainer/task.py`` generates its absl flags from these fields (``--help``, ``--flagfile`` and
-``flags.txt`` stay absl's); ``trainer/config.py`` validates and resolves them; ``pipeline.run``
-reads the names to route flags. No TensorFlow import here, so launchers that only need the names
-do not pay for one. Choices that come from registries (architectures, losses) are filled in by
-``task.py``, which imports them anyway.
+``trainer/command_line.py`` generates the trainer's absl flags from these fields (``--help``,
+``--flagfile`` and ``flags.txt`` stay absl's); ``trainer/config.py`` validates and resolves them;
+``pipeline.run`` reads the names to route flags. No TensorFlow import here, so launchers that
+only need the names do not pay for one. Choices that come from registries (architectures,
+losses) are filled in by ``command_line.py``, which imports them anyway.
 """
 
 from __future__ import annotations
