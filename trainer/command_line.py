@@ -49,9 +49,12 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 
 def config_from(
-    flag_values: flags.FlagValues, environ: Mapping[str, str]
+    flag_values: flags.FlagValues, argv: Sequence[str], environ: Mapping[str, str]
 ) -> config_lib.TrainConfig:
-    """The preset, then the flags given, then Vertex AI's output directories for unset ones."""
+    """The preset, then the flags given, then Vertex AI's output directories for unset ones.
+    ``argv`` is what absl left unparsed (the program name first): anything more is refused."""
+    if len(argv) > 1:
+        raise config_lib.ConfigError(f"unexpected arguments {' '.join(argv[1:])}")
     values = {name: flag_values[name].value for name in settings.NAMES}
     given = {name for name in settings.NAMES if flag_values[name].present}
     return config_lib.resolve(values, given, environ)
@@ -66,6 +69,4 @@ def parse(args: Sequence[str], environ: Mapping[str, str]) -> config_lib.TrainCo
         unparsed = flag_values(["trainer", *args])
     except flags.Error as e:
         raise config_lib.ConfigError(cli.flag_error(e, settings.RETIRED)) from e
-    if len(unparsed) > 1:
-        raise config_lib.ConfigError(f"unexpected arguments {' '.join(unparsed[1:])}")
-    return config_from(flag_values, environ)
+    return config_from(flag_values, unparsed, environ)

@@ -12,22 +12,17 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from absl import app, flags
 
 from common import cli
 from trainer import command_line, settings
-from trainer import config as config_lib
 
 FLAGS = flags.FLAGS
 
 command_line.define_flags(FLAGS)
 flags.adopt_module_key_flags(command_line)  # --help and --helpshort list them as this module's
-
-
-def config_from_flags(environ: Mapping[str, str] = os.environ) -> config_lib.TrainConfig:
-    return command_line.config_from(FLAGS, environ)
 
 
 class StopOnSignal:
@@ -52,9 +47,7 @@ class StopOnSignal:
 def main(argv: Sequence[str]) -> None:
     from trainer import loop
 
-    if len(argv) > 1:
-        raise config_lib.ConfigError(f"unexpected arguments {' '.join(argv[1:])}")
-    config = config_from_flags()
+    config = command_line.config_from(FLAGS, argv, os.environ)
     result = loop.train(config, should_stop=StopOnSignal())
     print(
         f"trainer: stopped at step {result.step} ({result.stopped_by}); "
