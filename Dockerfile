@@ -1,13 +1,18 @@
 # syntax=docker/dockerfile:1
 # One image for the trainer (the Vertex AI CustomJob container) and the Beam workers (Dataflow's
 # --sdk_container_image). Dependencies come from the same requirements.lock that CI installs.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:2.77.0
+# One Python version names both the base image and Beam's SDK image: Beam needs the same minor
+# version on the launcher and the workers (`pipeline.submit preprocess` checks the image's tag).
+ARG PYTHON_VERSION=3.13
+ARG BEAM_VERSION=2.77.0
 
 # Dataflow starts SDK workers through Beam's boot launcher; take it from the matching SDK image.
-FROM ${BEAM_SDK_IMAGE} AS beam
+FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION} AS beam
 
-FROM ${PYTHON_IMAGE}
+FROM python:${PYTHON_VERSION}-slim-bookworm
+ARG PYTHON_VERSION
+LABEL org.opencontainers.image.title="gan-pipeline" \
+      io.github.gan-pipeline.python-version="${PYTHON_VERSION}"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -17,7 +22,9 @@ WORKDIR /app
 
 # Dependencies before code: this layer is rebuilt only when the lock changes.
 COPY requirements.lock ./
-RUN pip install -r requirements.lock
+# The lock is the whole tree: installed as listed (--no-deps), every file's hash checked, then
+# pip check confirms it is consistent. The same command as the Makefile's.
+RUN pip install --require-hashes --no-deps -r requirements.lock && pip check
 
 COPY --from=beam /opt/apache/beam /opt/apache/beam
 
@@ -33,7 +40,8 @@ COPY tests/ tests/
 COPY Dockerfile .dockerignore cloudbuild.yaml ./
 COPY docker/ docker/
 COPY docker/entrypoint.sh /usr/local/bin/gan-entrypoint
-RUN pip install --no-deps . \
+# The lock's setuptools builds it (no isolated build env fetching an unpinned one).
+RUN pip install --no-deps --no-build-isolation . \
     && chmod 0755 /usr/local/bin/gan-entrypoint \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin gan \
     && chown -R gan:gan /app

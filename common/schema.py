@@ -118,8 +118,10 @@ def normalize(pixels: np.ndarray) -> np.ndarray:
 
 
 def denormalize(images: np.ndarray) -> np.ndarray:
-    """[-1, 1] floats → uint8 pixels (rounded, clipped), for viewing."""
-    return np.clip(np.rint((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    """[-1, 1] floats → uint8 pixels (rounded, clipped), for viewing. Non-finite values (a
+    diverged generator's) show as black, not as whatever bytes a NaN casts to."""
+    finite = np.nan_to_num(np.asarray(images, dtype=np.float32), nan=-1.0, posinf=1.0, neginf=-1.0)
+    return np.clip(np.rint((finite + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def _varint(value: int) -> bytes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import re
 import subprocess
 import sys
 import time
@@ -32,7 +33,8 @@ flags.DEFINE_string("bucket", None, "Bucket for data, runs and staging (name, no
 flags.DEFINE_string(
     "image",
     None,
-    "Container image (default: REGION-docker.pkg.dev/PROJECT/gan-pipeline/gan-pipeline:latest).",
+    "Container image, its tag ending in -pyX.Y, the Python it holds (default: "
+    "REGION-docker.pkg.dev/PROJECT/gan-pipeline/gan-pipeline:latest-pyX.Y, this Python's).",
 )
 flags.DEFINE_string("run_id", None, "Run name under gs://BUCKET/runs/ (default: UTC timestamp).")
 flags.DEFINE_string("source", "tfds", "preprocess: MNIST source (tfds, or gs:// IDX directory).")
@@ -71,6 +73,38 @@ class SubmitError(UserError, ValueError):
     """A bad submission flag; one line."""
 
 
+# The Dockerfile's PYTHON_VERSION, as cloudbuild.yaml tags the image: `gan-pipeline:COMMIT-py3.13`.
+IMAGE_PYTHON_TAG = re.compile(r"(?:^|[-_.])py(\d+\.\d+)$")
+
+
+def launcher_python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def image_python(image: str) -> str | None:
+    """The Python version an image holds, read from its tag; None when the tag does not say."""
+    name = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    match = IMAGE_PYTHON_TAG.search(name.partition(":")[2])
+    return match.group(1) if match else None
+
+
+def check_image_python(image: str) -> None:
+    """Beam runs the launcher's pickled pipeline in the image's SDK harness: their Python minor
+    versions must match, or the job starts and fails on the workers."""
+    held, here = image_python(image), launcher_python()
+    if held is None:
+        raise SubmitError(
+            f"--image={image}: its tag does not say which Python it holds (tag it …-py{here}, "
+            "the Dockerfile's PYTHON_VERSION); Dataflow needs the launcher's Python in the image"
+        )
+    if held != here:
+        raise SubmitError(
+            f"--image={image} holds Python {held} and this launcher runs {here}: Dataflow needs "
+            f"the same version on both; launch from Python {held}, or build the image with "
+            f"--build-arg=PYTHON_VERSION={here}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class Target:
     project: str
@@ -98,7 +132,8 @@ def target_from_flags() -> Target:
     if FLAGS.bucket.startswith("gs://"):
         raise SubmitError(f"--bucket={FLAGS.bucket}: give the bucket name, without gs://")
     image = FLAGS.image or (
-        f"{FLAGS.region}-docker.pkg.dev/{FLAGS.project}/gan-pipeline/gan-pipeline:latest"
+        f"{FLAGS.region}-docker.pkg.dev/{FLAGS.project}/gan-pipeline/gan-pipeline:"
+        f"latest-py{launcher_python()}"
     )
     run_id = FLAGS.run_id or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     return Target(FLAGS.project, FLAGS.region, FLAGS.bucket, image, run_id)
@@ -269,6 +304,7 @@ def main(argv: Sequence[str]) -> None:
     command, extra = (argv[1], [a for a in argv[2:] if a != "--"]) if len(argv) > 1 else ("", [])
     target = target_from_flags()
     if command == "preprocess":
+        check_image_python(target.image)
         args = dataflow_args(target, FLAGS.source) + extra
         if FLAGS.dry_run:
             print(json.dumps({"module": "preprocessing.run", "args": args}, indent=2))

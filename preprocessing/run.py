@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import cli, schema, storage
+from common import bundled, cli, schema, storage
 from common.cli import UserError
 from preprocessing import JOB_FLAGS, sources
 
-BUNDLED_MNIST = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "mnist"
-)
+BUNDLED_MNIST = bundled.path("mnist")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

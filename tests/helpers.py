@@ -15,6 +15,9 @@ from preprocessing import idx, sources
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED_MNIST = os.path.join(REPO_ROOT, "data", "mnist")
+# The manifest fingerprint of the bundled MNIST as preprocessing makes it by default: the shipped
+# classifiers are keyed by it (data/classifiers/6430b9f6bebd1f54).
+BUNDLED_MNIST_FINGERPRINT = "6430b9f6bebd1f543bf3914f9c2b1e752da60fc0fc51055a9036a696c2c0d6a4"
 
 
 def write_idx_dir(

@@ -48,7 +48,9 @@ class Build:
     def __init__(self, substitutions: dict[str, str], path: str = CLOUDBUILD):
         with open(path) as f:
             self.config = yaml.safe_load(f)
-        subs = {**self.config["substitutions"], **substitutions}
+        # The steps run in the image the build made: here, with this interpreter as its Python.
+        here = {"_PYTHON_VERSION": f"{sys.version_info.major}.{sys.version_info.minor}"}
+        subs = {**self.config["substitutions"], **here, **substitutions}
         self.subs = {k: substitute(v, subs) for k, v in subs.items()}
         self.steps = {step["id"]: step for step in self.config["steps"]}
 

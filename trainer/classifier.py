@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from common import schema, storage
+from common import bundled, schema, storage
 from common.cli import UserError
 from trainer import config as config_lib
 from trainer import data, strategy
@@ -97,9 +97,7 @@ def in_float32(model: keras.Model) -> keras.Model:
 # preprocessing makes them by default): a fixed feature space, as FID's Inception weights are —
 # Fréchet distances compare across machines and runs — and a fresh run does not spend minutes
 # training one.
-BUNDLED = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "classifiers"
-)
+BUNDLED = bundled.path("classifiers")
 
 
 def cache_dir(root: str, manifest: dict) -> str:

@@ -58,3 +58,8 @@ def test_a_record_serializes_to_the_same_bytes_in_every_process():
     assert len(outputs) == 1
     record = bytes.fromhex(outputs.pop())
     assert record.index(b"image") < record.index(b"label")
+
+
+def test_denormalize_rounds_clips_and_shows_non_finite_values_as_black():
+    images = np.array([-1.0, 0.0, 1.0, 1.5, -2.0, np.nan, np.inf, -np.inf], dtype=np.float32)
+    assert schema.denormalize(images).tolist() == [0, 128, 255, 255, 0, 0, 255, 0]

@@ -16,6 +16,7 @@ from tests import helpers
 from tests.gcs import BUCKET
 from tests.rehearsal import Build
 
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"  # this launcher's, as in the image
 SUBSTITUTIONS = {
     "PROJECT_ID": "my-project",
     "COMMIT_SHA": "0123abc",
@@ -82,7 +83,9 @@ def test_custom_job_specs_validate_and_parse_as_trainer_flags(args, pools, strat
     assert spec["baseOutputDirectory"]["outputUriPrefix"] == "gs://b/runs/r1"
     assert spec["scheduling"]["restartJobOnWorkerRestart"] is True
     container = chief["containerSpec"]
-    assert container["imageUri"] == "us-central1-docker.pkg.dev/p/gan-pipeline/gan-pipeline:latest"
+    assert container["imageUri"] == (
+        f"us-central1-docker.pkg.dev/p/gan-pipeline/gan-pipeline:latest-py{PYTHON}"
+    )
     config = parse_with_trainer_flags(container["args"])
     assert config["strategy"] == strategy
     assert config["train_steps"] == 77 and config["architecture"] == "dense"
@@ -147,7 +150,7 @@ def test_bad_trainer_flags_are_refused_before_a_job_is_built(trainer_args, messa
 def test_dataflow_options_are_valid_beam_options():
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-    proc = submit("preprocess", "--dry_run", "--image=img:1")
+    proc = submit("preprocess", "--dry_run", f"--image=img:1-py{PYTHON}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     command = json.loads(proc.stdout)
     assert command["module"] == "preprocessing.run"
@@ -161,7 +164,7 @@ def test_dataflow_options_are_valid_beam_options():
     cloud = options.view_as(GoogleCloudOptions)
     assert (cloud.project, cloud.region, cloud.temp_location) == ("p", "us-central1", "gs://b/tmp")
     assert cloud.staging_location == "gs://b/staging"
-    assert options.get_all_options()["sdk_container_image"] == "img:1"
+    assert options.get_all_options()["sdk_container_image"] == f"img:1-py{PYTHON}"
     assert options.get_all_options()["runner"] == "DataflowRunner"
 
 
@@ -172,7 +175,7 @@ def test_cloudbuild_steps_in_order_with_the_image_and_the_gates_exit_codes():
     build = Build(SUBSTITUTIONS)
     assert (
         build.subs["_IMAGE"]
-        == "europe-west4-docker.pkg.dev/my-project/gan-pipeline/gan-pipeline:0123abc"
+        == f"europe-west4-docker.pkg.dev/my-project/gan-pipeline/gan-pipeline:0123abc-py{PYTHON}"
     )
     assert list(build.steps) == [
         "build",
@@ -205,8 +208,12 @@ def test_dockerfile_installs_from_the_lock_before_code_and_runs_as_non_root():
     with open(os.path.join(helpers.REPO_ROOT, "Dockerfile")) as f:
         lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
     text = "\n".join(lines)
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11", text, re.M)
-    install = next(i for i, ln in enumerate(lines) if "pip install -r requirements.lock" in ln)
+    assert re.search(r"^FROM python:\$\{PYTHON_VERSION\}-slim", text, re.M)
+    install = next(
+        i
+        for i, ln in enumerate(lines)
+        if "pip install --require-hashes --no-deps -r requirements.lock" in ln
+    )
     first_code = next(i for i, ln in enumerate(lines) if ln.startswith("COPY trainer/"))
     assert lines.index("COPY requirements.lock ./") < install < first_code
     users = [ln for ln in lines if ln.startswith("USER ")]
@@ -470,3 +477,31 @@ def test_model_registry_requests_for_a_first_model_a_winner_and_a_loser(gcs):
     assert "default" not in loser["model"]["versionAliases"]  # the alias stays on the winner
     assert loser["model"]["artifactUri"] == f"gs://{BUCKET}/runs/3/export/generator"
     assert loser["model"]["labels"]["gate-decision"] == "kept"
+
+
+def other_python() -> str:
+    return next(v for v in ("3.11", "3.12", "3.13") if v != PYTHON)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (f"img:1-py{other_python()}", f"holds Python {other_python()} and this launcher runs"),
+        ("img:1", "its tag does not say which Python it holds"),
+        ("img@sha256:" + "0" * 64, "its tag does not say which Python it holds"),
+    ],
+    ids=["other-python", "untagged", "digest"],
+)
+def test_preprocess_refuses_an_image_of_another_python_before_any_job(image, message):
+    """Beam needs the launcher's Python minor version in the SDK container: a mismatch would
+    start a Dataflow job whose workers fail."""
+    proc = submit("preprocess", "--dry_run", f"--image={image}")
+    helpers.assert_one_line_error(proc, "submit", message)
+    assert proc.stdout == ""  # no command printed, nothing launched
+
+
+def test_the_default_image_is_the_one_built_for_the_launchers_python():
+    proc = submit("preprocess", "--dry_run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (image,) = [a for a in json.loads(proc.stdout)["args"] if a.startswith("--sdk_container_image")]
+    assert image.endswith(f"gan-pipeline:latest-py{PYTHON}")

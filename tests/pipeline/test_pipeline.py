@@ -68,6 +68,7 @@ def test_every_line_on_the_terminal_is_progress_a_result_or_an_error(pipeline_ru
         assert any(line.startswith(stage) for line in lines), stage
 
 
+@pytest.mark.each_python
 def test_pipeline_writes_every_artifact(pipeline_run):
     export = os.path.join(pipeline_run, "export")
     for rel in [
@@ -353,13 +354,10 @@ def test_a_tampered_classifier_cache_is_not_loaded(tiny_data_dir, tmp_path):
         classifier_lib.load_or_train(root, tiny_data_dir, manifest)
 
 
-BUNDLED_MNIST_FINGERPRINT = "6430b9f6bebd1f543bf3914f9c2b1e752da60fc0fc51055a9036a696c2c0d6a4"
-
-
 def test_the_bundled_mnist_classifier_is_loaded_not_trained(tmp_path):
     from trainer import classifier as classifier_lib
 
-    manifest = {"fingerprint": BUNDLED_MNIST_FINGERPRINT}
+    manifest = {"fingerprint": helpers.BUNDLED_MNIST_FINGERPRINT}
     root = str(tmp_path / "cache")
     # No data to train on: a classifier can only come from data/classifiers/.
     classifier = classifier_lib.load_or_train(root, str(tmp_path / "no-data"), manifest)
@@ -376,7 +374,7 @@ def test_the_bundled_mnist_classifier_is_loaded_not_trained(tmp_path):
 def test_a_tampered_bundled_classifier_is_not_loaded(tmp_path, monkeypatch):
     from trainer import classifier as classifier_lib
 
-    manifest = {"fingerprint": BUNDLED_MNIST_FINGERPRINT}
+    manifest = {"fingerprint": helpers.BUNDLED_MNIST_FINGERPRINT}
     bundled = str(tmp_path / "bundled")
     shutil.copytree(classifier_lib.BUNDLED, bundled)
     monkeypatch.setattr(classifier_lib, "BUNDLED", bundled)

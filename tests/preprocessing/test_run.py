@@ -37,6 +37,7 @@ def tiny_output(tiny_source, tmp_path_factory) -> str:
     return out
 
 
+@pytest.mark.each_python
 def test_records_hold_normalized_pixels_and_labels(tiny_source, tiny_output):
     pixels, labels, _ = sources.load_split(
         os.path.join(tiny_source, "train-images-idx3-ubyte.gz"),

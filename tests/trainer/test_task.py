@@ -86,6 +86,7 @@ def final_fingerprint(stdout: str) -> str:
     return line.rsplit(" ", 1)[1]
 
 
+@pytest.mark.each_python
 def test_killed_run_resumes_to_the_same_weights_bitwise(tiny_data_dir, tmp_path):
     """SIGKILL mid-epoch (512 examples = 32 steps of 16), resume, reach step N bit for bit."""
     args = ["--train_steps=40", "--checkpoint_every=4", "--deterministic", "--steps_per_call=1"]
