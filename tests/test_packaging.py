@@ -255,7 +255,7 @@ def test_the_installed_wheel_runs_a_stage_on_its_bundled_data_outside_the_checko
     assert usage.returncode == 2 and "gan-pipeline {run|preprocess|train" in usage.stderr
     out = tmp_path / "data"
     proc = subprocess.run(
-        [command, "preprocess", f"--output_dir={out}", "--num_shards=1"],
+        [command, "preprocess", f"--output_dir={out}"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
