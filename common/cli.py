@@ -6,7 +6,8 @@ cannot leak a traceback. Exit codes, the same for every command:
 
     0  done
     1  an internal error (a bug: the traceback is kept, for the report)
-    2  a user-facing error: bad flags or input, unreachable storage; one line on stderr
+    2  a user-facing error: bad flags or input, unreachable storage, a full disk or quota;
+       one line on stderr
     3  pipeline.promote only: the candidate was not better, the promoted model was kept
 """
 
@@ -82,5 +83,17 @@ def guarded(prog: str, main: Callable[[Sequence[str]], None]) -> Callable[[Seque
             main(argv)
         except UserError as e:
             fail(prog, e)
+        except Exception as e:
+            from common import disk  # imports this module: not at the top
+
+            if not disk.is_full(e):
+                raise
+            fail(prog, disk.full_error(getattr(e, "filename", None) or _named_path(e)))
 
     return run
+
+
+def _named_path(error: BaseException) -> str:
+    """The path a library's error message starts with (TensorFlow's: ``path; reason``)."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return first.split(";", 1)[0].split(" ", 1)[0] or "?"

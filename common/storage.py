@@ -33,6 +33,11 @@ class StorageError(UserError):
     """An object-storage operation failed; the message names the path and the operation."""
 
 
+class PreconditionFailed(StorageError):
+    """A conditional write found the object at another generation than the one it was given:
+    another writer replaced it (or a retried write of ours had already landed)."""
+
+
 def is_gcs(path: str) -> bool:
     return path.startswith(GCS_SCHEME)
 
@@ -125,7 +130,13 @@ def _gcs_call(path: str, operation: str, fn, *args, **kwargs):
         return fn(*args, retry=_retry(), **kwargs)
     except gexc.NotFound as e:
         raise FileNotFoundError(f"{path}: not found ({operation})") from e
+    except gexc.PreconditionFailed as e:
+        raise PreconditionFailed(f"{path}: changed by another writer ({operation})") from e
     except gexc.Forbidden as e:
+        if "quota" in str(e).lower():
+            raise StorageError(
+                f"{bucket}: quota exceeded to {operation} {path} ({one_line(e)})"
+            ) from e
         raise StorageError(f"{bucket}: permission denied to {operation} {path}") from e
     except Exception as e:
         raise StorageError(
@@ -199,6 +210,46 @@ def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+# --- Generations: conditional writes to gs:// objects (fencing between writers) ---------------
+
+
+def read_versioned(path: str) -> tuple[bytes, int] | None:
+    """A gs:// object's bytes and generation (the two of one version), or None when there is
+    no object."""
+    bucket, name = split_gcs(path)
+    for _ in range(5):
+        blob = _gcs_call(path, "stat", _client().bucket(bucket).get_blob, name)
+        if blob is None:
+            return None
+        seen = int(blob.generation)
+        try:
+            data = _gcs_call(path, "read", blob.download_as_bytes, if_generation_match=seen)
+        except (FileNotFoundError, PreconditionFailed):  # replaced between the two calls
+            continue
+        return data, seen
+    raise StorageError(f"{path}: replaced faster than it could be read")
+
+
+def generation(path: str) -> int:
+    """A gs:// object's generation; 0 when there is none."""
+    bucket, name = split_gcs(path)
+    blob = _gcs_call(path, "stat", _client().bucket(bucket).get_blob, name)
+    return int(blob.generation) if blob is not None else 0
+
+
+def write_if_generation(path: str, data: bytes, expected: int) -> int:
+    """Write a gs:// object only while its generation is ``expected`` (0: while there is none);
+    return the new generation, or raise ``PreconditionFailed``. A retried write that had landed
+    also comes back as ``PreconditionFailed``: callers read the object before concluding."""
+    blob = _blob(path)
+    _gcs_call(path, "write", blob.upload_from_string, data, if_generation_match=expected)
+    return int(blob.generation)
+
+
+def delete_if_generation(path: str, expected: int) -> None:
+    _gcs_call(path, "delete", _blob(path).delete, if_generation_match=expected)
+
+
 def list_files(prefix_dir: str) -> list[str]:
     """Full paths of the files directly in ``prefix_dir`` (non-recursive), sorted."""
     if is_gcs(prefix_dir):
@@ -235,12 +286,21 @@ def list_tree_sizes(root: str) -> dict[str, int]:
             rel.replace(os.sep, "/"): os.path.getsize(os.path.join(root, rel))
             for rel in walk_files(root)
         }
+    return {rel: int(blob.size or 0) for rel, blob in _list_blobs(root).items()}
+
+
+def list_tree_generations(root: str) -> dict[str, int]:
+    """Every object below a gs:// ``root`` → its generation, from one listing."""
+    return {rel: int(blob.generation) for rel, blob in _list_blobs(root).items()}
+
+
+def _list_blobs(root: str) -> dict:
     bucket, name = split_gcs(root)
     prefix = name.rstrip("/") + "/" if name else ""
     blobs = _gcs_call(
         root, "list", lambda retry: list(_client().list_blobs(bucket, prefix=prefix, retry=retry))
     )
-    return {b.name[len(prefix) :]: int(b.size or 0) for b in blobs}
+    return {b.name[len(prefix) :]: b for b in blobs}
 
 
 def delete(path: str) -> None:
@@ -271,17 +331,33 @@ def _crc32c_b64(local_path: str) -> str:
     return base64.b64encode(checksum.digest()).decode()
 
 
-def upload_file(local_path: str, dst: str) -> None:
-    """Upload a local file to gs:// and verify size and crc32c of what the bucket holds."""
+def upload_file(local_path: str, dst: str, if_generation_match: int | None = None) -> int:
+    """Upload a local file to gs:// and verify size and crc32c of what the bucket holds; return
+    the object's generation. With ``if_generation_match`` only over that generation (0: only
+    where there is no object), else ``PreconditionFailed``, unless the object there is this
+    file (a retried upload of ours that had landed)."""
     blob = _blob(dst)
-    _gcs_call(dst, "upload", blob.upload_from_filename, local_path)
+    condition = {} if if_generation_match is None else {"if_generation_match": if_generation_match}
+    try:
+        _gcs_call(dst, "upload", blob.upload_from_filename, local_path, **condition)
+    except PreconditionFailed:
+        _gcs_call(dst, "verify", blob.reload)
+        if not _holds(blob, local_path):
+            raise
     _gcs_call(dst, "verify", blob.reload)
-    size = os.path.getsize(local_path)
-    if blob.size != size or (blob.crc32c and blob.crc32c != _crc32c_b64(local_path)):
+    if not _holds(blob, local_path):
         raise StorageError(
             f"{dst}: uploaded object does not match {local_path} "
-            f"(size {blob.size} vs {size}, crc32c {blob.crc32c})"
+            f"(size {blob.size} vs {os.path.getsize(local_path)}, crc32c {blob.crc32c})"
         )
+    return int(blob.generation)
+
+
+def _holds(blob, local_path: str) -> bool:
+    """Whether a reloaded object has the local file's size and crc32c."""
+    if blob.size != os.path.getsize(local_path):
+        return False
+    return not blob.crc32c or blob.crc32c == _crc32c_b64(local_path)
 
 
 def download_file(src: str, local_path: str) -> None:
@@ -319,14 +395,23 @@ def copy_file(src: str, dst: str) -> None:
 
 def copy_tree(src: str, dst: str, last: str | None = None) -> list[str]:
     """Copy every file below ``src`` to ``dst`` (any mix of local and gs://); ``last`` goes last.
+    A writer's lease (``LEASE_NAME``, common/lease.py) belongs to its directory: never copied.
 
     Writing a commit marker (``metrics.json``) last means a reader who sees it sees the rest.
     """
-    files = [safe_relative(rel, src) for rel in list_tree(src)]
+    files = [safe_relative(rel, src) for rel in list_tree(src) if not is_lease(rel)]
     ordered = [f for f in files if f != last] + ([last] if last in files else [])
     for rel in ordered:
         copy_file(join(src, *rel.split("/")), join(dst, *rel.split("/")))
     return ordered
+
+
+# The file a directory's one writer holds (common/lease.py): part of no data set, export or run.
+LEASE_NAME = ".lease.json"
+
+
+def is_lease(rel: str) -> bool:
+    return rel.rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1] == LEASE_NAME
 
 
 def walk_files(root: str) -> Iterator[str]:
@@ -349,6 +434,9 @@ class Mirror:
         self.local = scratch if self.remote else target
         os.makedirs(self.local, exist_ok=True)
         self._pushed: dict[str, tuple[int, int]] = {}
+        # The generation of each object this copy pulled or pushed: a push replaces only that
+        # version, so a writer whose lease was taken over cannot overwrite the new writer's.
+        self._generations: dict[str, int] = {}
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.local, *parts)
@@ -358,13 +446,14 @@ class Mirror:
         if not self.remote:
             return 0
         pulled = 0
-        for rel in list_tree(self.target):
-            if rel.startswith(exclude):
+        for rel, generation in sorted(list_tree_generations(self.target).items()):
+            if rel.startswith(exclude) or is_lease(rel):
                 continue
             local = os.path.join(self.local, *safe_relative(rel, self.target).split("/"))
             download_file(join(self.target, rel), local)
             stat = os.stat(local)
             self._pushed[rel.replace("/", os.sep)] = (stat.st_size, stat.st_mtime_ns)
+            self._generations[rel.replace("/", os.sep)] = generation
             pulled += 1
         return pulled
 
@@ -374,13 +463,21 @@ class Mirror:
             return 0
         uploaded = 0
         for rel in sorted(walk_files(self.local)):
-            if rel.startswith(exclude) or os.path.basename(rel).startswith(".tmp-"):
+            if (
+                rel.startswith(exclude)
+                or os.path.basename(rel).startswith(".tmp-")
+                or is_lease(rel)
+            ):
                 continue
             stat = os.stat(os.path.join(self.local, rel))
             key = (stat.st_size, stat.st_mtime_ns)
             if self._pushed.get(rel) == key:
                 continue
-            upload_file(os.path.join(self.local, rel), join(self.target, rel.replace(os.sep, "/")))
+            self._generations[rel] = upload_file(
+                os.path.join(self.local, rel),
+                join(self.target, rel.replace(os.sep, "/")),
+                if_generation_match=self._generations.get(rel, 0),
+            )
             self._pushed[rel] = key
             uploaded += 1
         return uploaded

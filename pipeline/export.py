@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import cli, storage
+from common import cli, lease, storage
 from common.cli import UserError
 
 FLAGS = flags.FLAGS
@@ -118,6 +118,7 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
         storage.check_bucket(path)
     config, gan, checkpoint, step = _restore_generator(job_dir)
     fingerprint = gan.fingerprint()
+    lease.acquire(export_dir, "export")
     existing = storage.join(export_dir, METRICS_FILE)
     if storage.exists(existing):
         try:
@@ -135,7 +136,8 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
             f"{str(previous_sha)[:12]}…); choose another --export_dir"
         )
     in_progress = storage.join(export_dir, IN_PROGRESS)
-    if storage.list_tree(export_dir) and not storage.exists(in_progress):
+    files = [rel for rel in storage.list_tree(export_dir) if not storage.is_lease(rel)]
+    if files and not storage.exists(in_progress):
         raise ExportError(
             f"{export_dir}: holds files that are not an export of this pipeline; "
             "choose another --export_dir"

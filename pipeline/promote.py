@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import cli, storage
+from common import cli, lease, storage
 from common.cli import UserError
 from trainer import evaluation
 
@@ -155,6 +155,13 @@ def check_paths(candidate_dir: str, promoted_dir: str) -> None:
         raise GateError(f"--candidate={candidate_dir} and --promoted={promoted_dir} overlap")
 
 
+def pointer_generation(promoted_dir: str) -> int | None:
+    """The pointer object's generation in a bucket (0: none yet); None for a local prefix,
+    where the gate's lease alone keeps writers apart."""
+    path = storage.join(promoted_dir, DECISION_FILE)
+    return storage.generation(path) if storage.is_gcs(path) else None
+
+
 def current(promoted_dir: str) -> dict | None:
     """The promoted version's record from the pointer, or None before the first promotion."""
     path = storage.join(promoted_dir, DECISION_FILE)
@@ -183,6 +190,23 @@ def publish_version(candidate_dir: str, promoted_dir: str, version: str) -> str:
     return version_dir
 
 
+def switch_pointer(promoted_dir: str, text: str, seen: int | None) -> None:
+    """Write the pointer; in a bucket only over the version the decision was made against."""
+    path = storage.join(promoted_dir, DECISION_FILE)
+    if seen is None:
+        storage.write_text(path, text)
+        return
+    try:
+        storage.write_if_generation(path, text.encode(), seen)
+    except storage.PreconditionFailed as e:
+        if storage.read_versioned(path)[0] == text.encode():  # our retried write had landed
+            return
+        raise GateError(
+            f"{path}: another promotion switched the pointer while this one decided; "
+            "re-run to decide against the new champion"
+        ) from e
+
+
 def _data_fingerprint(candidate_dir: str) -> str | None:
     path = storage.join(candidate_dir, MANIFEST_FILE)
     if not storage.exists(path):
@@ -203,6 +227,8 @@ def promote(
     """Decide, then (if the candidate wins) publish its version and switch the pointer."""
     check_paths(candidate_dir, promoted_dir)
     candidate = read_metrics(candidate_dir)
+    lease.acquire(promoted_dir, "promote")
+    seen = pointer_generation(promoted_dir)  # the pointer this decision is made against
     champion_ref = current(promoted_dir)
     champion = read_metrics(champion_ref["model_dir"]) if champion_ref else None
     promote_it, reasons = decide(candidate, champion, tolerance)
@@ -238,9 +264,7 @@ def promote(
     pointer = {**decision, "version": version, "model_dir": model_dir}
     if promote_it:
         # The switch: one object write. Until it lands the previous version stays promoted.
-        storage.write_text(
-            storage.join(promoted_dir, DECISION_FILE), json.dumps(pointer, indent=2) + "\n"
-        )
+        switch_pointer(promoted_dir, json.dumps(pointer, indent=2) + "\n", seen)
     storage.write_text(
         storage.join(candidate_dir, DECISION_FILE), json.dumps(decision, indent=2) + "\n"
     )

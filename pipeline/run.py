@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import cli, storage
+from common import cli, lease, storage
 from common.cli import UserError
 from trainer import presets, settings
 
@@ -83,6 +83,7 @@ def run(output_dir: str, args: Sequence[str]) -> dict[str, float]:
     unknown = [a for a in preprocess_args if not a.startswith("--")]
     if unknown:
         raise PipelineError(f"unexpected arguments: {' '.join(unknown)}")
+    lease.acquire(output_dir, "pipeline")  # and each stage its own directory
     timings = {
         "preprocess": run_stage(
             "preprocess", "preprocessing.run", [f"--output_dir={data_dir}", *preprocess_args]

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import bundled, cli, schema, storage
+from common import bundled, cli, disk, lease, schema, storage
 from common.cli import UserError
 from preprocessing import JOB_FLAGS, sources
 
@@ -284,6 +285,7 @@ def run(argv: Sequence[str]) -> str | None:
         FLAGS.source, plan, shape, kept, num_shards, FLAGS.compression, FLAGS.stacked_mnist
     )
     manifest_path = storage.join(output_dir, schema.MANIFEST_NAME)
+    lease.acquire(output_dir, "preprocessing")
     if existing_output(output_dir, header["fingerprint"]):
         print(f"preprocessing: {output_dir} already holds this data set; nothing to do")
         return None
@@ -300,12 +302,19 @@ def run(argv: Sequence[str]) -> str | None:
         f"{len(chunks)} shards",
         flush=True,
     )
+    if not FLAGS["verbosity"].present:
+        # A failed bundle is reported below in one line; Beam's own log of it, with its
+        # traceback, only with -v.
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     try:
         with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
             transforms.build(
                 pipeline, source, chunks, output_dir, header, layout, FLAGS.max_bad_images
             )
     except Exception as e:
+        if any(disk.is_full(cause) for cause in _causes(e)):
+            records = sum(plan.counts.values()) * math.prod(shape) * 4  # floats, before gzip
+            raise disk.full_error(output_dir, records, "writing the records") from e
         raise PreprocessError(f"beam job failed: {_root_cause(e)}") from e
     report = storage.join(output_dir, transforms.BAD_IMAGES_REPORT)
     if not storage.exists(manifest_path) and storage.exists(report):
@@ -331,14 +340,22 @@ def bad_images_line(source: str, report_path: str, max_bad_images: int) -> str:
     )
 
 
+def _causes(error: BaseException) -> list[BaseException]:
+    """A runner's wrapped worker error and what it wraps, outermost first."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return chain
+
+
 def _root_cause(error: BaseException) -> str:
     """The innermost one-line reason of a runner's wrapped worker error."""
     for known in (storage.StorageError, sources.SourceError, OSError):
-        cause: BaseException | None = error
-        while cause is not None:
+        for cause in _causes(error):
             if isinstance(cause, known):
                 return str(cause).splitlines()[0]
-            cause = cause.__cause__ or cause.__context__
     lines = [line for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__
 

@@ -1,4 +1,5 @@
-"""A real Cloud Storage JSON-API server on 127.0.0.1: the gcp-storage-emulator package.
+"""A real Cloud Storage JSON-API server on 127.0.0.1: the gcp-storage-emulator package, with
+generation preconditions enforced (tests/gcs_server.py).
 
 File-backed, so it can be stopped (to simulate an outage) and started again with its data.
 """
@@ -12,6 +13,7 @@ import sys
 import time
 
 BUCKET = "gan-test-bucket"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_port() -> int:
@@ -35,7 +37,7 @@ class GcsEmulator:
             [
                 sys.executable,
                 "-m",
-                "gcp_storage_emulator",
+                "tests.gcs_server",  # the emulator, with generation preconditions enforced
                 "-d",
                 self.data_dir,
                 "start",
@@ -45,6 +47,7 @@ class GcsEmulator:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -116,3 +116,27 @@ def snapshot(directory: str) -> dict[str, bytes]:
             with open(path, "rb") as f:
                 result[os.path.relpath(path, directory)] = f.read()
     return result
+
+
+def tree_state(directory: str) -> dict[str, tuple[int, int]]:
+    """Every file below ``directory``: (size, mtime_ns), to show that nothing was written."""
+    state = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            stat = os.stat(os.path.join(root, name))
+            state[os.path.relpath(os.path.join(root, name), directory)] = (
+                stat.st_size,
+                stat.st_mtime_ns,
+            )
+    return state
+
+
+def lease_holder_pid(directory: str) -> int | None:
+    """The pid a directory's lease file names (common/lease.py), if any."""
+    from common import lease
+
+    try:
+        with open(os.path.join(directory, lease.NAME)) as f:
+            return json.loads(f.read() or "null")["pid"]
+    except (OSError, TypeError, KeyError, ValueError):
+        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 
 import numpy as np
@@ -167,3 +168,90 @@ def test_gcs_fuse_paths_are_plain_local_paths(tiny_data_dir, tmp_path):
     mirror = storage.Mirror("/gcs-like/job", str(tmp_path))
     assert mirror.local == "/gcs-like/job" and not mirror.remote
     np.testing.assert_equal(storage.join("/gcs/b", "x"), "/gcs/b/x")
+
+
+# --- One writer per job dir in a bucket (common/lease.py) -------------------------------------
+
+QUICK_LEASE = {"GAN_PIPELINE_LEASE_RENEW_SECONDS": "0.5"}  # watched for 2 s before a takeover
+
+
+def wait_for_commit(gcs, proc, job: str, step: int) -> None:
+    deadline = time.monotonic() + 300
+    while remote_latest(gcs, job) < step:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "timed out waiting for a commit"
+        time.sleep(0.05)
+
+
+def generation(gcs, name: str) -> int:
+    return int(gcs.client().bucket(BUCKET).get_blob(name).generation)
+
+
+def test_a_second_trainer_on_a_bucket_job_dir_is_refused_and_writes_nothing(
+    gcs, bucket_data, tmp_path
+):
+    job = f"gs://{BUCKET}/job"
+    args = ["--train_steps=100000", "--checkpoint_every=4"]
+    first = start(bucket_data, job, *args, f"--scratch_dir={tmp_path / 'a'}", env=QUICK_LEASE)
+    try:
+        wait_for_commit(gcs, first, "job", 4)
+        written = {name: generation(gcs, name) for name in ("job/flags.txt", "job/data.json")}
+        second = train(bucket_data, job, *args, f"--scratch_dir={tmp_path / 'b'}", env=QUICK_LEASE)
+        helpers.assert_one_line_error(
+            second, "trainer", f"{job}: trainer (pid {first.pid} on ", "is writing it"
+        )
+        assert "watching 2s for a renewal" in second.stdout
+        assert {name: generation(gcs, name) for name in written} == written
+        assert json.loads(gcs.read("job/.lease.json"))["pid"] == first.pid
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    assert first.returncode == 0
+    assert "job/.lease.json" not in gcs.list("job/")  # released at the clean exit
+
+
+def test_a_paused_trainer_whose_lease_was_taken_over_commits_nothing_after(
+    gcs, bucket_data, tmp_path
+):
+    """A zombie: paused (SIGSTOP) long enough for a second trainer to take the job over and
+    finish it, then woken (SIGCONT). It must stop with one line, and the bucket's committed
+    checkpoints stay the second trainer's."""
+    reference = train(
+        bucket_data, f"gs://{BUCKET}/reference", *TRAIN_ARGS, f"--scratch_dir={tmp_path / 'r'}"
+    )
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    job = f"gs://{BUCKET}/job"
+    zombie = start(
+        bucket_data, job, *TRAIN_ARGS, f"--scratch_dir={tmp_path / 'z'}", env=QUICK_LEASE
+    )
+    wait_for_commit(gcs, zombie, "job", 8)
+    zombie.send_signal(signal.SIGSTOP)
+    try:
+        paused_at = remote_latest(gcs, "job")
+        live = train(
+            bucket_data, job, *TRAIN_ARGS, f"--scratch_dir={tmp_path / 'l'}", env=QUICK_LEASE
+        )
+        assert live.returncode == 0, live.stderr[-3000:]
+        assert f"from trainer (pid {zombie.pid} on " in live.stdout
+        assert "unrenewed for 2s" in live.stdout
+        assert f"resuming at step {paused_at}" in live.stdout
+        assert final_fingerprint(live.stdout) == final_fingerprint(reference.stdout)
+        committed = (generation(gcs, "job/checkpoints/checkpoint"), gcs.list("job/checkpoints/"))
+        metrics = gcs.read("job/metrics.jsonl")
+    finally:
+        zombie.send_signal(signal.SIGCONT)
+    out, err = zombie.communicate(timeout=300)
+    assert zombie.returncode == 2, err[-3000:]
+    assert "trainer: stopped" not in out
+    helpers.assert_one_line_error(
+        subprocess_result(zombie, out, err), "trainer", "lease taken over by "
+    )
+    assert (generation(gcs, "job/checkpoints/checkpoint"), gcs.list("job/checkpoints/")) == (
+        committed
+    )
+    assert gcs.read("job/metrics.jsonl") == metrics
+    assert remote_latest(gcs, "job") == 24
+
+
+def subprocess_result(proc, out: str, err: str):
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -7,6 +7,7 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -234,11 +235,18 @@ def test_every_module_imports_on_this_python():
 def test_the_installed_wheel_runs_a_stage_on_its_bundled_data_outside_the_checkout(tmp_path):
     """``pip install .`` (the lock's setuptools, no network): `gan-pipeline preprocess` with no
     --source reads the MNIST the wheel carries, from a directory that is not the checkout."""
-    wheels, prefix = tmp_path / "wheels", tmp_path / "prefix"
+    wheels, prefix, source = tmp_path / "wheels", tmp_path / "prefix", tmp_path / "source"
+    # Built from a copy: setuptools leaves build/ behind, and a stale one would feed the wheel.
+    source.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md", "data", *PACKAGES):
+        copy = (
+            shutil.copytree if os.path.isdir(os.path.join(helpers.REPO_ROOT, name)) else shutil.copy
+        )
+        copy(os.path.join(helpers.REPO_ROOT, name), source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     subprocess.run(
         [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), "."],
-        cwd=helpers.REPO_ROOT,
+        cwd=source,
         check=True,
         capture_output=True,
     )

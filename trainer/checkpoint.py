@@ -14,14 +14,16 @@ only the chief writes into the target; the others write to a private directory t
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
+from collections.abc import Callable
 
 import tensorflow as tf
 from absl import logging as absl_logging
 
-from common import storage
+from common import disk, storage
 from common.cli import UserError
 
 CHECKPOINT_NAME = "ckpt"
@@ -67,6 +69,10 @@ def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0][:160]
 
 
+class CommitFencedError(UserError, RuntimeError):
+    """Another writer committed to the checkpoint target: this one must not."""
+
+
 class CheckpointStore:
     def __init__(
         self,
@@ -76,14 +82,21 @@ class CheckpointStore:
         is_chief: bool = True,
         worker_id: int = 0,
         scratch: str | None = None,
+        fence: Callable[[], None] = lambda: None,
     ):
         self.target = target
+        # Raises when this process may no longer write the target (its lease was taken over).
+        self.fence = fence
+        # The state object's generation this writer last saw (restored from or committed):
+        # a bucket commit replaces only that version, so a zombie's commit fails.
+        self._state_generation: int | None = None
         self.keep = keep
         self.remote = storage.is_gcs(target)
         self.is_chief = is_chief
         self.local_dir = scratch if self.remote else target
         if not is_chief:
             self.local_dir = os.path.join(scratch or target, f".worker-{worker_id}-tmp")
+        self.objects = objects
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.local_dir, max_to_keep=keep, checkpoint_name=CHECKPOINT_NAME
@@ -95,9 +108,12 @@ class CheckpointStore:
         if not self.remote:
             return tf.train.latest_checkpoint(self.target)
         state = storage.join(self.target, STATE_FILE)
-        if not storage.exists(state):
+        found = storage.read_versioned(state)
+        if self._state_generation is None:
+            self._state_generation = found[1] if found else 0
+        if found is None:
             return None
-        name = _latest_in_state(storage.read_text(state))
+        name = _latest_in_state(found[0].decode())
         if name and not re.fullmatch(rf"{CHECKPOINT_NAME}-\d+", name):
             raise storage.StorageError(f"{state}: names {name[:80]!r}, not a checkpoint of ours")
         return storage.join(self.target, name) if name else None
@@ -130,7 +146,13 @@ class CheckpointStore:
         return latest
 
     def save(self, step: int) -> str:
-        path = self.manager.save(checkpoint_number=step)
+        try:
+            path = self.manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as e:
+            if not disk.is_full(e):
+                raise
+            self._remove_uncommitted(step)
+            raise disk.full_error(self.local_dir, self.size_estimate(), f"checkpoint {step}") from e
         if not self.is_chief:
             shutil.rmtree(self.local_dir, ignore_errors=True)
             return path
@@ -138,17 +160,59 @@ class CheckpointStore:
             return self._publish(path)
         return path
 
+    def _commit_state(self, state: str, text: bytes) -> None:
+        """Replace the state object: the commit, fenced by the generation last seen."""
+        try:
+            self._state_generation = storage.write_if_generation(
+                state, text, self._state_generation
+            )
+        except storage.PreconditionFailed as e:
+            found = storage.read_versioned(state)
+            if found and found[0] == text:  # our own write, landed before its retry
+                self._state_generation = found[1]
+                return
+            raise CommitFencedError(
+                f"{state}: another writer committed since this run's last commit; this run "
+                "stops without committing (its lease was taken over)"
+            ) from e
+
+    def size_estimate(self) -> int:
+        """Bytes of the variables a checkpoint holds: about what one needs on disk."""
+        variables = {}
+        for obj in self.objects.values():
+            for v in [obj] if isinstance(obj, tf.Variable) else getattr(obj, "variables", []):
+                variables[id(v)] = v
+        # Keras variables give a tuple shape and a dtype name; tf.Variables TensorShape, DType.
+        return sum(
+            math.prod(tuple(v.shape)) * tf.as_dtype(v.dtype).size for v in variables.values()
+        )
+
+    def _remove_uncommitted(self, step: int) -> None:
+        """A save that failed leaves partial files of its own; the committed ones stay."""
+        prefix = f"{CHECKPOINT_NAME}-{step}"
+        for name in os.listdir(self.local_dir):
+            if name.startswith((prefix + ".", prefix + "_temp")):
+                path = os.path.join(self.local_dir, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.remove(path)
+
     def _publish(self, local_path: str) -> str:
         name = os.path.basename(local_path)
+        self.fence()  # before the first byte: a writer that lost its lease uploads nothing
         for file_name in sorted(os.listdir(self.local_dir)):
             if file_name.startswith(name + "."):
                 storage.upload_file(
                     os.path.join(self.local_dir, file_name), storage.join(self.target, file_name)
                 )
         state = storage.join(self.target, STATE_FILE)
-        committed = _all_in_state(storage.read_text(state)) if storage.exists(state) else []
+        found = storage.read_versioned(state)
+        if self._state_generation is None:  # no restore before: what the bucket holds now
+            self._state_generation = found[1] if found else 0
+        committed = _all_in_state(found[0].decode()) if found else []
         kept = retained(committed, name, self.keep)
-        storage.write_text(state, _state_text(name, kept))
+        self._commit_state(state, _state_text(name, kept).encode())
         for remote_file in storage.list_files(self.target):
             file_name = remote_file.rsplit("/", 1)[1]
             prefix = file_name.split(".", 1)[0]

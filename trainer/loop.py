@@ -107,6 +107,8 @@ def train(
     worker_id = strategy_lib.worker_id(strategy)
     workspace = Workspace(config, worker_id)
     workspace.check_access()
+    if chief:  # the run's one writer; other workers write nothing into the job dir
+        workspace.acquire_lease()
     manifest = data.read_manifest(config.data_dir)
     spec = data.data_spec(manifest)
     with strategy.scope():
@@ -118,6 +120,7 @@ def train(
         chief,
         worker_id=worker_id,
         scratch=workspace.checkpoint_scratch,
+        fence=workspace.check_lease,
     )
     restored = store.restore_latest()
     step = int(gan.step.numpy())

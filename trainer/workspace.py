@@ -12,7 +12,7 @@ import hashlib
 import os
 import tempfile
 
-from common import storage
+from common import lease, storage
 from trainer.config import TrainConfig
 
 CHECKPOINTS, LOGS = "checkpoints", "logs"
@@ -43,6 +43,7 @@ class Workspace:
             if config.tensorboard_dir
             else None
         )
+        self.lease: lease.Lease | None = None  # the chief's, once taken
 
     @property
     def logs_dir(self) -> str:
@@ -51,6 +52,15 @@ class Workspace:
     def targets(self) -> list[str]:
         targets = [self.data_dir, self.job.target, self.checkpoint_target]
         return targets + ([self.logs.target] if self.logs else [])
+
+    def acquire_lease(self) -> None:
+        """Become the job dir's one writer (common/lease.py), before writing anything."""
+        self.lease = lease.acquire(self.job.target, "trainer")
+
+    def check_lease(self) -> None:
+        """Raise ``LeaseLostError`` once another writer has taken the job dir over."""
+        if self.lease is not None:
+            self.lease.check()
 
     def check_access(self) -> None:
         """Missing buckets or permissions fail here, before any training."""
@@ -64,6 +74,7 @@ class Workspace:
             self.logs.pull()
 
     def push(self) -> None:
+        self.check_lease()
         self.job.push(exclude=(CHECKPOINTS + os.sep,))
         if self.logs:
             self.logs.push()

@@ -6,6 +6,10 @@ import gzip
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -397,3 +401,52 @@ def test_a_complete_looking_output_with_missing_shards_is_written_again(tiny_sou
     after = helpers.snapshot(out)
     assert set(after) == set(before)
     assert after["train-00001-of-00002.tfrecord.gz"] == before["train-00001-of-00002.tfrecord.gz"]
+
+
+def test_a_second_job_on_an_output_dir_is_refused_and_writes_nothing(tmp_path):
+    out = str(tmp_path / "data")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "preprocessing.run", f"--output_dir={out}"],  # the whole MNIST
+        cwd=helpers.REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while helpers.lease_holder_pid(out) != first.pid:
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        before = helpers.tree_state(out)
+        second = preprocess(helpers.BUNDLED_MNIST, out)
+        helpers.assert_one_line_error(
+            second, "preprocessing", f"{out}: preprocessing (pid {first.pid} on ", "is writing it"
+        )
+        assert helpers.tree_state(out) == before
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-3000:]
+    assert helpers.read_manifest(out)["fingerprint"] == helpers.BUNDLED_MNIST_FINGERPRINT
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_is_one_line_naming_the_output_the_space_and_the_need(tiny_source, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        out = str(disk / "data")
+        proc = preprocess(tiny_source, out, "--compression=none")
+        line = helpers.assert_one_line_error(
+            proc,
+            "preprocessing",
+            f"{out}: no space left on device (",
+            "writing the records needs ~1.2 MiB",
+        )
+        assert "free" in line
+        assert not os.path.exists(os.path.join(out, schema.MANIFEST_NAME))
+    finally:
+        subprocess.run(["umount", str(disk)])

@@ -102,6 +102,8 @@ def test_killed_run_resumes_to_the_same_weights_bitwise(tiny_data_dir, tmp_path)
     assert killed_at is not None and 20 <= killed_at < 40 and killed_at % 32 != 0
     resumed = train(tiny_data_dir, job, *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # The killed run's lease went with it: taken over at once, and said so.
+    assert f"trainer: took over {job} from trainer (pid {proc.pid} on " in resumed.stdout
     assert final_fingerprint(resumed.stdout) == final_fingerprint(reference.stdout)
     expected, actual = (
         checkpoint_tensors(str(tmp_path / "reference"), 40),
@@ -202,6 +204,71 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_zero(tiny_data_
     stopped = int(out.split("trainer: stopped at step ")[1].split(" ")[0])
     assert "(signal)" in out
     assert latest_step(job) == stopped > 0
+
+
+def test_a_second_trainer_on_a_job_dir_is_refused_and_writes_nothing(tiny_data_dir, tmp_path):
+    job = str(tmp_path / "job")
+    first = start(tiny_data_dir, job, "--train_steps=100000", "--checkpoint_every=4")
+    wait_for(lambda: (latest_step(job) or 0) >= 4, first)
+    first.send_signal(signal.SIGSTOP)  # holds its lease, writes nothing while the second tries
+    try:
+        before = helpers.tree_state(job)
+        second = train(tiny_data_dir, job, "--train_steps=8")
+        helpers.assert_one_line_error(
+            second, "trainer", f"{job}: trainer (pid {first.pid} on ", "is writing it"
+        )
+        assert helpers.tree_state(job) == before
+    finally:
+        first.send_signal(signal.SIGCONT)
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err[-3000:]
+    assert helpers.lease_holder_pid(job) is None  # released at its clean exit
+
+
+def tmpfs(path: str, size: str):
+    """A small filesystem of its own at ``path`` (needs root: CI and the image's builder)."""
+    os.makedirs(path)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path])
+    if proc.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    return path
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes_bitwise(
+    tiny_data_dir, tmp_path
+):
+    args = ["--checkpoint_every=4", "--deterministic", "--steps_per_call=1"]
+    reference = train(tiny_data_dir, str(tmp_path / "reference"), "--train_steps=16", *args)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    disk = tmpfs(str(tmp_path / "disk"), "16m")
+    try:
+        job = os.path.join(disk, "job")
+        first = train(tiny_data_dir, job, "--train_steps=8", *args)
+        assert first.returncode == 0, first.stderr[-3000:]
+        checkpoint_bytes = sum(
+            os.path.getsize(os.path.join(job, "checkpoints", name))
+            for name in os.listdir(os.path.join(job, "checkpoints"))
+            if name.startswith("ckpt-8.")
+        )
+        # Room for the run's small files (flags, metrics lines), not for another checkpoint.
+        filler = os.path.join(disk, "filler")
+        with open(filler, "wb") as f:
+            f.write(b"\0" * (shutil.disk_usage(disk).free - checkpoint_bytes // 2))
+        full = train(tiny_data_dir, job, "--train_steps=16", *args)
+        line = helpers.assert_one_line_error(
+            full, "trainer", "no space left on device", "free", "checkpoint 12 needs ~"
+        )
+        assert os.path.join(job, "checkpoints") in line
+        assert latest_step(job) == 8
+        assert not [n for n in os.listdir(os.path.join(job, "checkpoints")) if "ckpt-12" in n]
+        os.remove(filler)
+        resumed = train(tiny_data_dir, job, "--train_steps=16", *args)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert final_fingerprint(resumed.stdout) == final_fingerprint(reference.stdout)
+    finally:
+        subprocess.run(["umount", disk])
 
 
 # Lazy R1 + R2 on steps 0 and 3 of 4: the penalties' double backprop inside a graph cond.
