@@ -74,6 +74,8 @@ def test_training_in_the_bucket_survives_sigkill_and_resumes_on_a_fresh_machine(
     # A fresh machine: a new, empty scratch directory; everything comes from the bucket.
     resumed = train(bucket_data, job, *TRAIN_ARGS, f"--scratch_dir={tmp_path / 'fresh'}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # The killed run's lease object is still there; its pid is gone on this host: taken at once.
+    assert f"trainer: took over {job} from trainer (pid {proc.pid} on " in resumed.stdout
     assert final_fingerprint(resumed.stdout) == final_fingerprint(reference.stdout)
     assert remote_latest(gcs, "job") == 24
     assert gcs.kept_checkpoints("job/checkpoints") == {"ckpt-16", "ckpt-20", "ckpt-24"}

@@ -146,6 +146,10 @@ class CheckpointStore:
         return latest
 
     def save(self, step: int) -> str:
+        if self.is_chief:
+            # Before the first byte (a /gcs/ FUSE target is written through the file system,
+            # its lease through the bucket): a writer that lost its lease writes nothing.
+            self.fence()
         try:
             path = self.manager.save(checkpoint_number=step)
         except (OSError, tf.errors.OpError) as e:
@@ -200,7 +204,6 @@ class CheckpointStore:
 
     def _publish(self, local_path: str) -> str:
         name = os.path.basename(local_path)
-        self.fence()  # before the first byte: a writer that lost its lease uploads nothing
         for file_name in sorted(os.listdir(self.local_dir)):
             if file_name.startswith(name + "."):
                 storage.upload_file(
