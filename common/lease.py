@@ -1,10 +1,10 @@
 """One writer per output directory: a stage takes a lease on the directory it writes, first.
 
-**Local directories**: an OS lock (``flock``) on ``DIR/.lease.json``, held for the life of the
-process. The file names the holder (stage, host, pid, job id, since when) so that a second
-writer can say whom it met. The OS drops the lock when its process dies, however it dies, so a
-killed run's successor takes the lease at once, and says whose it was. A clean exit empties the
-file.
+**Local directories**: an OS lock (``flock``) on the directory itself, held while the stage
+runs; ``DIR/.lease.json`` names the holder (stage, host, pid, job id, since when) so that a second
+writer can say whom it met, and goes when the lease is released. The OS drops the lock when its
+process dies, however it dies, so a killed run's successor takes the lease at once and, finding
+the holder's file, says whose it was.
 
 **Buckets** (``gs://``, and ``/gcs/BUCKET/…``, Vertex AI's Cloud Storage FUSE mount, which
 ``flock`` cannot lock): the object ``DIR/.lease.json``, created only if absent and renewed every
@@ -13,7 +13,10 @@ last wrote. A contender takes over a lease at once when its holder is provably g
 host, its pid gone) or is the same job restarting (Vertex AI's ``CLOUD_ML_JOB_ID``); otherwise
 only after watching it go unrenewed for ``EXPIRY_RENEWALS`` intervals of its own clock (no clocks
 compared). A holder whose lease was taken over finds out at its next renewal or ``check()`` and
-writes no more: ``LeaseLostError``. A clean exit deletes the object.
+writes no more: ``LeaseLostError``. Released, the object is deleted.
+
+A lease is held as a context, ``with acquire(directory, stage): ...``, and released at its end
+(and, as a last resort, at process exit).
 """
 
 from __future__ import annotations
@@ -121,11 +124,17 @@ def renew_seconds() -> float:
 
 
 class Lease:
-    """A held lease; released at process exit, or by ``release()``."""
+    """A held lease: a context; released at its end, or at process exit."""
 
     def __init__(self, directory: str, holder: Holder):
         self.directory = directory
         self.holder = holder
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
     def check(self) -> None:
         """Raise ``LeaseLostError`` if another writer has taken the directory over."""
@@ -143,11 +152,11 @@ class LocalLease(Lease):
     def release(self) -> None:
         if self._fd is None:
             return
-        os.ftruncate(self._fd, 0)  # a clean end: the next writer has nobody to take over from
-        if self._made_directory and os.listdir(self.directory) == [NAME]:
-            # Nothing written after all (a stage that failed on its input): leave no trace.
+        # A clean end leaves no trace of the lease: the next writer has nobody to take over from.
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.directory, NAME))
-            with contextlib.suppress(OSError):  # another writer may have just arrived
+        if self._made_directory:  # made for a stage that then wrote nothing (bad input)
+            with contextlib.suppress(OSError):  # not empty, or already gone
                 os.rmdir(self.directory)
         os.close(self._fd)  # closing drops the flock
         self._fd = None
@@ -245,22 +254,28 @@ def _acquire_local(directory: str, holder: Holder, report: Callable[[str], None]
     made_directory = not os.path.isdir(directory)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, NAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    # The lock is on the directory: taking it writes nothing, so a refused writer wrote nothing.
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        current = _holder(_parse(os.pread(fd, 4096, 0)))
         os.close(fd)
-        raise LeaseHeldError(_held_line(directory, current, path)) from None
-    previous = _holder(_parse(os.pread(fd, 4096, 0)))
+        raise LeaseHeldError(_held_line(directory, _read_local_holder(path), path)) from None
+    previous = _read_local_holder(path)
     if previous is not None:
         report(f"{holder.stage}: took over {directory} from {previous.describe()}, which is gone")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(dataclasses.asdict(holder), indent=2).encode() + b"\n", 0)
-    os.fsync(fd)
     lease = LocalLease(directory, holder, fd, made_directory)
     atexit.register(lease.release)
+    storage.write_text(path, json.dumps(dataclasses.asdict(holder), indent=2) + "\n")
     return lease
+
+
+def _read_local_holder(path: str) -> Holder | None:
+    try:
+        with open(path, "rb") as f:
+            return _holder(_parse(f.read()))
+    except OSError:
+        return None
 
 
 def _held_line(directory: str, holder: Holder | None, path: str) -> str:

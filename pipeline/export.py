@@ -118,63 +118,65 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
         storage.check_bucket(path)
     config, gan, checkpoint, step = _restore_generator(job_dir)
     fingerprint = gan.fingerprint()
-    lease.acquire(export_dir, "export")
-    existing = storage.join(export_dir, METRICS_FILE)
-    if storage.exists(existing):
-        try:
-            previous = json.loads(storage.read_text(existing))
-            previous_sha = previous["weights_sha256"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+    with lease.acquire(export_dir, "export"):
+        existing = storage.join(export_dir, METRICS_FILE)
+        if storage.exists(existing):
+            try:
+                previous = json.loads(storage.read_text(existing))
+                previous_sha = previous["weights_sha256"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ExportError(
+                    f"{existing}: unreadable ({type(e).__name__}); not overwriting an export this "
+                    "run cannot identify; choose another --export_dir"
+                ) from e
+            if previous_sha == fingerprint:
+                return previous
             raise ExportError(
-                f"{existing}: unreadable ({type(e).__name__}); not overwriting an export this "
-                "run cannot identify; choose another --export_dir"
-            ) from e
-        if previous_sha == fingerprint:
-            return previous
-        raise ExportError(
-            f"{export_dir}: already holds another model (step {previous.get('step')}, weights "
-            f"{str(previous_sha)[:12]}…); choose another --export_dir"
+                f"{export_dir}: already holds another model (step {previous.get('step')}, weights "
+                f"{str(previous_sha)[:12]}…); choose another --export_dir"
+            )
+        in_progress = storage.join(export_dir, IN_PROGRESS)
+        files = [rel for rel in storage.list_tree(export_dir) if not storage.is_lease(rel)]
+        if files and not storage.exists(in_progress):
+            raise ExportError(
+                f"{export_dir}: holds files that are not an export of this pipeline; "
+                "choose another --export_dir"
+            )
+        storage.write_text(in_progress, json.dumps({"weights_sha256": fingerprint}) + "\n")
+        manifest = data.read_manifest(config.data_dir)
+        num_samples = min(eval_samples, evaluation.NUM_SAMPLES)
+        evaluator = evaluation.make_evaluator(
+            config.data_dir, manifest, classifier_dir, num_samples, config.feature_extractor
         )
-    in_progress = storage.join(export_dir, IN_PROGRESS)
-    files = [rel for rel in storage.list_tree(export_dir) if not storage.is_lease(rel)]
-    if files and not storage.exists(in_progress):
-        raise ExportError(
-            f"{export_dir}: holds files that are not an export of this pipeline; "
-            "choose another --export_dir"
-        )
-    storage.write_text(in_progress, json.dumps({"weights_sha256": fingerprint}) + "\n")
-    manifest = data.read_manifest(config.data_dir)
-    num_samples = min(eval_samples, evaluation.NUM_SAMPLES)
-    evaluator = evaluation.make_evaluator(
-        config.data_dir, manifest, classifier_dir, num_samples, config.feature_extractor
-    )
-    train = data.load_examples(config.data_dir, manifest, "train", 5 * num_samples)
-    classifier = evaluator.classifier
-    metrics = {
-        "step": step,
-        "checkpoint": checkpoint,
-        "weights_sha256": fingerprint,
-        "generator": "ema" if gan.ema_generator is not None else "live",
-        "num_samples": num_samples,
-        "classifier_test_accuracy": classifier.test_accuracy if classifier else None,
-        "feature_space": evaluator.feature_space,
-        "model": evaluator.evaluate(gan.sample, config.latent_dim, config.conditional),
-        "real_floor": evaluator.real_floor(train.images),
-    }
-    with tempfile.TemporaryDirectory(prefix="gan-export-") as staging:
-        save_generator(
-            gan, config.latent_dim, config.conditional, os.path.join(staging, GENERATOR_DIR)
-        )
-        gallery.write(os.path.join(staging, "gallery"), gan, config, manifest, metrics, job_dir)
-        with open(os.path.join(staging, "README.md"), "w") as f:
-            f.write(model_card.render(config, manifest, metrics))
-        storage.copy_file(storage.join(job_dir, "flags.txt"), os.path.join(staging, "flags.txt"))
-        with open(os.path.join(staging, "manifest.json"), "w") as f:
-            json.dump(manifest, f, indent=2, sort_keys=True)
-        storage.copy_tree(staging, export_dir)
-    storage.write_text(existing, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    storage.delete(in_progress)  # from here metrics.json marks the directory as ours
-    return metrics
+        train = data.load_examples(config.data_dir, manifest, "train", 5 * num_samples)
+        classifier = evaluator.classifier
+        metrics = {
+            "step": step,
+            "checkpoint": checkpoint,
+            "weights_sha256": fingerprint,
+            "generator": "ema" if gan.ema_generator is not None else "live",
+            "num_samples": num_samples,
+            "classifier_test_accuracy": classifier.test_accuracy if classifier else None,
+            "feature_space": evaluator.feature_space,
+            "model": evaluator.evaluate(gan.sample, config.latent_dim, config.conditional),
+            "real_floor": evaluator.real_floor(train.images),
+        }
+        with tempfile.TemporaryDirectory(prefix="gan-export-") as staging:
+            save_generator(
+                gan, config.latent_dim, config.conditional, os.path.join(staging, GENERATOR_DIR)
+            )
+            gallery.write(os.path.join(staging, "gallery"), gan, config, manifest, metrics, job_dir)
+            with open(os.path.join(staging, "README.md"), "w") as f:
+                f.write(model_card.render(config, manifest, metrics))
+            storage.copy_file(
+                storage.join(job_dir, "flags.txt"), os.path.join(staging, "flags.txt")
+            )
+            with open(os.path.join(staging, "manifest.json"), "w") as f:
+                json.dump(manifest, f, indent=2, sort_keys=True)
+            storage.copy_tree(staging, export_dir)
+        storage.write_text(existing, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        storage.delete(in_progress)  # from here metrics.json marks the directory as ours
+        return metrics
 
 
 def main(argv: Sequence[str]) -> None:

@@ -227,48 +227,48 @@ def promote(
     """Decide, then (if the candidate wins) publish its version and switch the pointer."""
     check_paths(candidate_dir, promoted_dir)
     candidate = read_metrics(candidate_dir)
-    lease.acquire(promoted_dir, "promote")
-    seen = pointer_generation(promoted_dir)  # the pointer this decision is made against
-    champion_ref = current(promoted_dir)
-    champion = read_metrics(champion_ref["model_dir"]) if champion_ref else None
-    promote_it, reasons = decide(candidate, champion, tolerance)
-    version = str(candidate.get("weights_sha256") or "unknown")[:16]
-    decision = {
-        "decision": "promoted" if promote_it else "kept",
-        "reasons": reasons,
-        "primary_metric": primary_metric(candidate["model"]),
-        "metrics": {
-            name: {
-                "direction": direction,
-                "challenger": candidate["model"][name],
-                "champion": champion["model"][name] if champion else None,
-            }
-            for name, direction in gated(candidate, champion).items()
-        },
-        "challenger": {
-            "export": candidate_dir,
-            "version": version,
-            "weights_sha256": candidate.get("weights_sha256"),
-        },
-        "champion": champion_ref,
-        "data_fingerprint": _data_fingerprint(candidate_dir),
-        "commit": commit or None,
-        "tolerance": tolerance,
-        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-    model_dir = candidate_dir
-    if promote_it:
-        model_dir = publish_version(candidate_dir, promoted_dir, version)
-    if registry is not None:
-        decision["model_registry"] = registry(decision, model_dir, promote_it)
-    pointer = {**decision, "version": version, "model_dir": model_dir}
-    if promote_it:
-        # The switch: one object write. Until it lands the previous version stays promoted.
-        switch_pointer(promoted_dir, json.dumps(pointer, indent=2) + "\n", seen)
-    storage.write_text(
-        storage.join(candidate_dir, DECISION_FILE), json.dumps(decision, indent=2) + "\n"
-    )
-    return promote_it, decision
+    with lease.acquire(promoted_dir, "promote"):
+        seen = pointer_generation(promoted_dir)  # the pointer this decision is made against
+        champion_ref = current(promoted_dir)
+        champion = read_metrics(champion_ref["model_dir"]) if champion_ref else None
+        promote_it, reasons = decide(candidate, champion, tolerance)
+        version = str(candidate.get("weights_sha256") or "unknown")[:16]
+        decision = {
+            "decision": "promoted" if promote_it else "kept",
+            "reasons": reasons,
+            "primary_metric": primary_metric(candidate["model"]),
+            "metrics": {
+                name: {
+                    "direction": direction,
+                    "challenger": candidate["model"][name],
+                    "champion": champion["model"][name] if champion else None,
+                }
+                for name, direction in gated(candidate, champion).items()
+            },
+            "challenger": {
+                "export": candidate_dir,
+                "version": version,
+                "weights_sha256": candidate.get("weights_sha256"),
+            },
+            "champion": champion_ref,
+            "data_fingerprint": _data_fingerprint(candidate_dir),
+            "commit": commit or None,
+            "tolerance": tolerance,
+            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
+        model_dir = candidate_dir
+        if promote_it:
+            model_dir = publish_version(candidate_dir, promoted_dir, version)
+        if registry is not None:
+            decision["model_registry"] = registry(decision, model_dir, promote_it)
+        pointer = {**decision, "version": version, "model_dir": model_dir}
+        if promote_it:
+            # The switch: one object write. Until it lands the previous version stays promoted.
+            switch_pointer(promoted_dir, json.dumps(pointer, indent=2) + "\n", seen)
+        storage.write_text(
+            storage.join(candidate_dir, DECISION_FILE), json.dumps(decision, indent=2) + "\n"
+        )
+        return promote_it, decision
 
 
 def main(argv: Sequence[str]) -> None:

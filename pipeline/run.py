@@ -83,32 +83,32 @@ def run(output_dir: str, args: Sequence[str]) -> dict[str, float]:
     unknown = [a for a in preprocess_args if not a.startswith("--")]
     if unknown:
         raise PipelineError(f"unexpected arguments: {' '.join(unknown)}")
-    lease.acquire(output_dir, "pipeline")  # and each stage its own directory
-    timings = {
-        "preprocess": run_stage(
-            "preprocess", "preprocessing.run", [f"--output_dir={data_dir}", *preprocess_args]
-        ),
-        "train": run_stage(
-            "train",
-            "trainer.task",
-            [
-                f"--data_dir={data_dir}",
-                f"--job_dir={job_dir}",
-                f"--classifier_dir={classifier_dir}",
-                *trainer_args,
-            ],
-        ),
-        "export": run_stage(
-            "export",
-            "pipeline.export",
-            [
-                f"--job_dir={job_dir}",
-                f"--export_dir={export_dir}",
-                f"--classifier_dir={classifier_dir}",
-            ],
-        ),
-    }
-    return timings
+    with lease.acquire(output_dir, "pipeline"):  # and each stage its own directory
+        timings = {
+            "preprocess": run_stage(
+                "preprocess", "preprocessing.run", [f"--output_dir={data_dir}", *preprocess_args]
+            ),
+            "train": run_stage(
+                "train",
+                "trainer.task",
+                [
+                    f"--data_dir={data_dir}",
+                    f"--job_dir={job_dir}",
+                    f"--classifier_dir={classifier_dir}",
+                    *trainer_args,
+                ],
+            ),
+            "export": run_stage(
+                "export",
+                "pipeline.export",
+                [
+                    f"--job_dir={job_dir}",
+                    f"--export_dir={export_dir}",
+                    f"--classifier_dir={classifier_dir}",
+                ],
+            ),
+        }
+        return timings
 
 
 def main(argv: Sequence[str]) -> None:

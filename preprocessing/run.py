@@ -285,45 +285,47 @@ def run(argv: Sequence[str]) -> str | None:
         FLAGS.source, plan, shape, kept, num_shards, FLAGS.compression, FLAGS.stacked_mnist
     )
     manifest_path = storage.join(output_dir, schema.MANIFEST_NAME)
-    lease.acquire(output_dir, "preprocessing")
-    if existing_output(output_dir, header["fingerprint"]):
-        print(f"preprocessing: {output_dir} already holds this data set; nothing to do")
-        return None
-    layout = transforms.Layout(shape, resize, len(plan.class_names), tuple(kept), FLAGS.compression)
-    chunks = [chunk for split, n in num_shards.items() for chunk in source.chunks(split, n)]
-    storage.makedirs(output_dir)
-    planned = sorted(
-        [chunk.file_name(layout.suffix) for chunk in chunks] + [transforms.BAD_IMAGES_REPORT]
-    )
-    stale = claim_output(output_dir, header["fingerprint"], planned)
-    print(
-        f"preprocessing: {plan.name} → {'x'.join(map(str, shape))}, "
-        f"{', '.join(f'{n} {split}' for split, n in plan.counts.items())} inputs in "
-        f"{len(chunks)} shards",
-        flush=True,
-    )
-    if not FLAGS["verbosity"].present:
-        # A failed bundle is reported below in one line; Beam's own log of it, with its
-        # traceback, only with -v.
-        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
-    try:
-        with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
-            transforms.build(
-                pipeline, source, chunks, output_dir, header, layout, FLAGS.max_bad_images
-            )
-    except Exception as e:
-        if any(disk.is_full(cause) for cause in _causes(e)):
-            records = sum(plan.counts.values()) * math.prod(shape) * 4  # floats, before gzip
-            raise disk.full_error(output_dir, records, "writing the records") from e
-        raise PreprocessError(f"beam job failed: {_root_cause(e)}") from e
-    report = storage.join(output_dir, transforms.BAD_IMAGES_REPORT)
-    if not storage.exists(manifest_path) and storage.exists(report):
-        raise PreprocessError(bad_images_line(FLAGS.source, report, FLAGS.max_bad_images))
-    # An earlier run's shards that this manifest does not list, and its bad-images report.
-    for name in sorted(stale | ({transforms.BAD_IMAGES_REPORT} & _present(output_dir))):
-        storage.delete(storage.join(output_dir, name))
-    storage.delete(storage.join(output_dir, IN_PROGRESS))
-    return manifest_path
+    with lease.acquire(output_dir, "preprocessing"):
+        if existing_output(output_dir, header["fingerprint"]):
+            print(f"preprocessing: {output_dir} already holds this data set; nothing to do")
+            return None
+        layout = transforms.Layout(
+            shape, resize, len(plan.class_names), tuple(kept), FLAGS.compression
+        )
+        chunks = [chunk for split, n in num_shards.items() for chunk in source.chunks(split, n)]
+        storage.makedirs(output_dir)
+        planned = sorted(
+            [chunk.file_name(layout.suffix) for chunk in chunks] + [transforms.BAD_IMAGES_REPORT]
+        )
+        stale = claim_output(output_dir, header["fingerprint"], planned)
+        print(
+            f"preprocessing: {plan.name} → {'x'.join(map(str, shape))}, "
+            f"{', '.join(f'{n} {split}' for split, n in plan.counts.items())} inputs in "
+            f"{len(chunks)} shards",
+            flush=True,
+        )
+        if not FLAGS["verbosity"].present:
+            # A failed bundle is reported below in one line; Beam's own log of it, with its
+            # traceback, only with -v.
+            logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+        try:
+            with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
+                transforms.build(
+                    pipeline, source, chunks, output_dir, header, layout, FLAGS.max_bad_images
+                )
+        except Exception as e:
+            if any(disk.is_full(cause) for cause in _causes(e)):
+                records = sum(plan.counts.values()) * math.prod(shape) * 4  # floats, before gzip
+                raise disk.full_error(output_dir, records, "writing the records") from e
+            raise PreprocessError(f"beam job failed: {_root_cause(e)}") from e
+        report = storage.join(output_dir, transforms.BAD_IMAGES_REPORT)
+        if not storage.exists(manifest_path) and storage.exists(report):
+            raise PreprocessError(bad_images_line(FLAGS.source, report, FLAGS.max_bad_images))
+        # An earlier run's shards that this manifest does not list, and its bad-images report.
+        for name in sorted(stale | ({transforms.BAD_IMAGES_REPORT} & _present(output_dir))):
+            storage.delete(storage.join(output_dir, name))
+        storage.delete(storage.join(output_dir, IN_PROGRESS))
+        return manifest_path
 
 
 def _present(directory: str) -> set[str]:

@@ -107,8 +107,19 @@ def train(
     worker_id = strategy_lib.worker_id(strategy)
     workspace = Workspace(config, worker_id)
     workspace.check_access()
-    if chief:  # the run's one writer; other workers write nothing into the job dir
-        workspace.acquire_lease()
+    with workspace.leased(chief):
+        return _train(config, strategy, workspace, chief, worker_id, started, should_stop)
+
+
+def _train(
+    config: TrainConfig,
+    strategy: tf.distribute.Strategy,
+    workspace: Workspace,
+    chief: bool,
+    worker_id: int,
+    started: float,
+    should_stop: Callable[[], bool],
+) -> TrainResult:
     manifest = data.read_manifest(config.data_dir)
     spec = data.data_spec(manifest)
     with strategy.scope():

@@ -8,9 +8,11 @@ and ``AIP_TENSORBOARD_LOG_DIR`` arrive here as the checkpoint and TensorBoard ta
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 
 from common import lease, storage
 from trainer.config import TrainConfig
@@ -53,9 +55,19 @@ class Workspace:
         targets = [self.data_dir, self.job.target, self.checkpoint_target]
         return targets + ([self.logs.target] if self.logs else [])
 
-    def acquire_lease(self) -> None:
-        """Become the job dir's one writer (common/lease.py), before writing anything."""
-        self.lease = lease.acquire(self.job.target, "trainer")
+    @contextlib.contextmanager
+    def leased(self, chief: bool) -> Iterator[None]:
+        """The chief as the job dir's one writer (common/lease.py) while the run lasts; other
+        workers write nothing into it."""
+        if not chief:
+            yield
+            return
+        with lease.acquire(self.job.target, "trainer") as held:
+            self.lease = held
+            try:
+                yield
+            finally:
+                self.lease = None
 
     def check_lease(self) -> None:
         """Raise ``LeaseLostError`` once another writer has taken the job dir over."""

@@ -27,9 +27,10 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
         held.release()
 
 
-def test_a_released_lease_is_taken_without_a_takeover_line(tmp_path):
-    lease.acquire(str(tmp_path), "trainer", report=pytest.fail).release()
-    assert (tmp_path / lease.NAME).read_text() == ""
+def test_a_released_lease_leaves_no_trace_and_is_taken_without_a_takeover_line(tmp_path):
+    with lease.acquire(str(tmp_path), "trainer", report=pytest.fail):
+        assert json.loads((tmp_path / lease.NAME).read_text())["pid"] == os.getpid()
+    assert os.listdir(tmp_path) == []
     lease.acquire(str(tmp_path), "trainer", report=pytest.fail).release()
 
 
@@ -55,10 +56,9 @@ def test_a_directory_the_lease_made_and_nothing_else_wrote_is_removed(tmp_path):
     lease.acquire(str(target), "preprocessing").release()
     assert not target.exists()
     kept = tmp_path / "kept"
-    held = lease.acquire(str(kept), "preprocessing")
-    (kept / "manifest.json").write_text("{}")
-    held.release()
-    assert sorted(os.listdir(kept)) == sorted([lease.NAME, "manifest.json"])
+    with lease.acquire(str(kept), "preprocessing"):
+        (kept / "manifest.json").write_text("{}")
+    assert os.listdir(kept) == ["manifest.json"]
 
 
 def test_fuse_paths_are_leased_as_the_bucket_paths_they_are():

@@ -103,6 +103,7 @@ def test_a_hostile_object_name_in_a_bucket_cannot_write_outside_the_working_copy
     (it is file-backed), so the bucket's listing is played here by the function that reads it."""
     listing = ["metrics.jsonl", "samples/../../../escaped.txt"]
     monkeypatch.setattr(storage, "list_tree", lambda root: listing)
+    monkeypatch.setattr(storage, "list_tree_generations", lambda root: dict.fromkeys(listing, 1))
     downloads = []
 
     def fetch(src: str, dst: str) -> None:

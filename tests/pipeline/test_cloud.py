@@ -371,17 +371,17 @@ def test_a_crash_between_copying_and_the_switch_keeps_the_old_model_and_the_reru
     old = _write_export(f"gs://{BUCKET}/runs/1/export", fd=10.0, sha="one")
     assert promote.promote(old, PROMOTED, 0.02)[0]
     new = _write_export(f"gs://{BUCKET}/runs/2/export", fd=5.0, sha="two")
-    write_text = storage.write_text
+    write_if_generation = storage.write_if_generation
 
-    def crash_at_the_switch(path: str, text: str) -> None:
+    def crash_at_the_switch(path: str, data: bytes, expected: int) -> int:
         if path == f"{PROMOTED}/promotion.json":
             raise KeyboardInterrupt("the machine went away")
-        write_text(path, text)
+        return write_if_generation(path, data, expected)
 
-    monkeypatch.setattr(storage, "write_text", crash_at_the_switch)
+    monkeypatch.setattr(storage, "write_if_generation", crash_at_the_switch)
     with pytest.raises(KeyboardInterrupt):
         promote.promote(new, PROMOTED, 0.02)
-    monkeypatch.setattr(storage, "write_text", write_text)
+    monkeypatch.setattr(storage, "write_if_generation", write_if_generation)
     assert gcs.list("models/gan/versions/two/")  # copied...
     assert pointer(gcs)["model_dir"] == f"{PROMOTED}/versions/one"  # ...but not switched
     assert gcs.read("models/gan/versions/one/generator/saved_model.pb") == b"model one"
@@ -389,6 +389,27 @@ def test_a_crash_between_copying_and_the_switch_keeps_the_old_model_and_the_reru
     promoted, _ = promote.promote(new, PROMOTED, 0.02)
     assert promoted and pointer(gcs)["model_dir"] == f"{PROMOTED}/versions/two"
     assert gcs.read("models/gan/versions/two/generator/saved_model.pb") == b"model two"
+
+
+def test_a_pointer_switched_by_another_writer_while_deciding_is_not_overwritten(gcs, monkeypatch):
+    """The switch replaces only the pointer version the decision was made against."""
+    from pipeline import promote
+
+    promote.promote(
+        _write_export(f"gs://{BUCKET}/runs/1/export", fd=10.0, sha="one"), PROMOTED, 0.02
+    )
+    new = _write_export(f"gs://{BUCKET}/runs/2/export", fd=5.0, sha="two")
+    publish = promote.publish_version
+    elsewhere = {"version": "other", "model_dir": f"gs://{BUCKET}/elsewhere"}
+
+    def another_switch_meanwhile(candidate_dir: str, promoted_dir: str, version: str) -> str:
+        storage.write_text(f"{PROMOTED}/promotion.json", json.dumps(elsewhere))
+        return publish(candidate_dir, promoted_dir, version)
+
+    monkeypatch.setattr(promote, "publish_version", another_switch_meanwhile)
+    with pytest.raises(promote.GateError, match="another promotion switched the pointer"):
+        promote.promote(new, PROMOTED, 0.02)
+    assert pointer(gcs)["model_dir"] == elsewhere["model_dir"]
 
 
 def test_promotion_gate_rejects_corrupt_metrics(gcs):
