@@ -10,6 +10,7 @@ JOB_FLAGS = (
     "tfds_data_dir",
     "image_size",
     "channels",
+    "background",
     "max_bad_images",
     "test_percent",
     "stacked_mnist",

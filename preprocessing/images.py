@@ -7,35 +7,60 @@ benchmark and the tests share exactly one definition of what "64×64 RGB" means.
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 
-# Pillow modes that carry colour (converted to RGB; alpha is dropped) vs grey levels.
-_COLOUR_MODES = {"RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"}
+# Pillow modes of grey levels; every other mode carries colour (converted to RGB).
+_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+# Wider than 8 bits: 16-bit PNG/TIFF grey (and 32-bit ones holding 16-bit values).
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+WHITE = (255, 255, 255)
 
 
 class BadImage(ValueError):
     """An input that does not decode to an image; the message says why."""
 
 
-def decode(data: bytes) -> np.ndarray:
-    """PNG/JPEG/… bytes → uint8 ``[H, W, 1 or 3]``; raises BadImage."""
-    from PIL import Image, UnidentifiedImageError
+def decode(data: bytes, background: tuple[int, int, int] = WHITE) -> np.ndarray:
+    """PNG/JPEG/… bytes → uint8 ``[H, W, 1 or 3]`` as a person sees the image: EXIF orientation
+    applied, transparency (alpha, LA, a palette's or a colour key) composited over
+    ``background``, 16-bit levels scaled to 8; raises BadImage."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            mode = "RGB" if image.mode in _COLOUR_MODES else "L"
-            pixels = np.asarray(image.convert(mode), np.uint8)
+        with warnings.catch_warnings():
+            # Pillow's notes on odd but readable files (palette transparency as bytes, large
+            # images): what decodes is used as decoded, and the terminal stays the user's.
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                pixels = _as_seen(ImageOps.exif_transpose(image), background)
     except UnidentifiedImageError as e:
         raise BadImage("does not decode (not an image format Pillow reads)") from e
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise BadImage(f"does not decode ({type(e).__name__}: {str(e)[:80]})") from e
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if min(pixels.shape[:2]) < 1:
         raise BadImage("has no pixels")
     return pixels
+
+
+def _as_seen(image, background: tuple[int, int, int]) -> np.ndarray:
+    from PIL import Image
+
+    grey = image.mode in _GREY_MODES
+    if image.mode in _WIDE_MODES:
+        return np.clip(np.rint(np.asarray(image, np.float64) / 257.0), 0, 255).astype(np.uint8)
+    if image.mode == "F":
+        return np.clip(np.rint(np.asarray(image, np.float64)), 0, 255).astype(np.uint8)
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        layer = image.convert("RGBA")
+        canvas = Image.new("RGBA", layer.size, (*background, 255))
+        image = Image.alpha_composite(canvas, layer).convert("RGB")
+    return np.asarray(image.convert("L" if grey else "RGB"), np.uint8)
 
 
 def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
@@ -79,3 +104,14 @@ def fit(pixels: np.ndarray, shape: tuple[int, int, int], resize: bool) -> np.nda
             f"{height}x{width} (pass --image_size to resize)"
         )
     return resize_and_crop(pixels, height)
+
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """``white``, ``#202020``, ``rgb(0,128,0)`` → an RGB triple; raises ValueError."""
+    from PIL import ImageColor
+
+    return ImageColor.getrgb(text)[:3]
+
+
+def colour_name(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)

@@ -21,7 +21,7 @@ from absl import app, flags
 
 from common import bundled, cli, disk, lease, schema, storage
 from common.cli import UserError
-from preprocessing import JOB_FLAGS, sources
+from preprocessing import JOB_FLAGS, images, sources
 
 BUNDLED_MNIST = bundled.path("mnist")
 
@@ -59,6 +59,12 @@ flags.DEFINE_integer(
     "Resize every image so its shorter side is this many pixels, then crop the centre square. "
     "0 keeps the source's size (then every image must have it).",
     lower_bound=0,
+)
+flags.DEFINE_string(
+    "background",
+    "white",
+    "Image files: the colour their transparent pixels (alpha, a palette's transparency) are "
+    "composited over, as a viewer shows them: a name, #rrggbb or rgb(r,g,b).",
 )
 flags.DEFINE_enum(
     "channels", "auto", ["auto", "1", "3"], "1 (grey) or 3 (RGB); auto: the first image's."
@@ -130,9 +136,13 @@ def manifest_header(
     num_shards: dict[str, int],
     compression: str,
     stacked_mnist: bool,
+    background: tuple[int, int, int] = images.WHITE,
 ) -> dict:
     """Everything that defines the data set; its hash is the output's fingerprint."""
     height, width, channels = shape
+    # Only image files have transparency to composite: other sources' fingerprints (MNIST's,
+    # which the shipped classifiers are keyed by) do not name a background.
+    pixels = {"background": images.colour_name(background)} if plan.image_files else {}
     header = {
         "schema_version": schema.SCHEMA_VERSION,
         "name": plan.name,
@@ -153,6 +163,7 @@ def manifest_header(
             if shape[:2] != plan.native_shape[:2]
             else "none",
             "num_shards": num_shards,
+            **pixels,
             **plan.details,
         },
         "source_sha256": dict(sorted(plan.checksums.items())),
@@ -259,6 +270,10 @@ def run(argv: Sequence[str]) -> str | None:
     from preprocessing import transforms
 
     beam_args = split_beam_args(argv)
+    try:
+        background = images.parse_colour(FLAGS.background)
+    except ValueError as e:
+        raise PreprocessError(f"--background={FLAGS.background}: not a colour ({e})") from e
     output_dir = FLAGS.output_dir
     storage.check_bucket(output_dir)
     source = sources.resolve(
@@ -282,7 +297,14 @@ def run(argv: Sequence[str]) -> str | None:
         for split, count in plan.counts.items()
     }
     header = manifest_header(
-        FLAGS.source, plan, shape, kept, num_shards, FLAGS.compression, FLAGS.stacked_mnist
+        FLAGS.source,
+        plan,
+        shape,
+        kept,
+        num_shards,
+        FLAGS.compression,
+        FLAGS.stacked_mnist,
+        background,
     )
     manifest_path = storage.join(output_dir, schema.MANIFEST_NAME)
     with lease.acquire(output_dir, "preprocessing"):
@@ -290,7 +312,7 @@ def run(argv: Sequence[str]) -> str | None:
             print(f"preprocessing: {output_dir} already holds this data set; nothing to do")
             return None
         layout = transforms.Layout(
-            shape, resize, len(plan.class_names), tuple(kept), FLAGS.compression
+            shape, resize, len(plan.class_names), tuple(kept), FLAGS.compression, background
         )
         chunks = [chunk for split, n in num_shards.items() for chunk in source.chunks(split, n)]
         storage.makedirs(output_dir)

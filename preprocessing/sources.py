@@ -68,6 +68,7 @@ class Plan:
     checksums: dict[str, str]
     counts: dict[str, int]  # examples per split
     details: dict = dataclasses.field(default_factory=dict)  # recorded in the fingerprint
+    image_files: bool = False  # encoded files (PNG, JPEG, …) whose transparency is composited
 
 
 def split_evenly(items: int | tuple, num_shards: int) -> list[tuple]:
@@ -363,6 +364,7 @@ class FolderSource(Source):
             {"listing (path, size)": hashlib.sha256(listing.encode()).hexdigest()},
             {split: len(items) for split, items in self.splits.items()},
             {"test_percent": self.test_percent},
+            image_files=True,
         )
 
     def chunk_items(self, split: str, num_shards: int) -> list[tuple]:

@@ -31,13 +31,15 @@ BAD_IMAGES_LISTED = 100
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """What every shard is written as: the data set's shape, classes kept, compression."""
+    """What every shard is written as: the data set's shape, classes kept, compression, and the
+    background that image files' transparent pixels are composited over."""
 
     shape: tuple[int, int, int]
     resize: bool
     num_classes: int
     kept: tuple[int, ...]
     compression: str
+    background: tuple[int, int, int] = images.WHITE  # under transparent pixels of image files
 
     @property
     def suffix(self) -> str:
@@ -87,7 +89,11 @@ def write_shard(
                 raw = content if isinstance(content, bytes) else content.tobytes()
                 digest.update(hashlib.sha256(raw).digest())
                 try:
-                    pixels = images.decode(content) if isinstance(content, bytes) else content
+                    pixels = (
+                        images.decode(content, layout.background)
+                        if isinstance(content, bytes)
+                        else content
+                    )
                     pixels = images.fit(pixels, layout.shape, layout.resize)
                 except images.BadImage as e:
                     bad_count += 1

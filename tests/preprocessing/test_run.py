@@ -289,6 +289,7 @@ def test_bad_input_leaves_an_earlier_complete_output_intact(tiny_source, tiny_ou
         ("--no_such_flag=3", "unknown flag(s): --no_such_flag"),
         ("--num_shards=0", "flag --num_shards=0: 0 is not a positive integer"),
         ("--compression=bz2", "flag --compression=bz2: value should be one of <gzip|none>"),
+        ("--background=paper", "--background=paper: not a colour"),
     ],
 )
 def test_bad_flags_fail_with_one_line(flag, message, tiny_source, tmp_path):
@@ -450,3 +451,30 @@ def test_a_full_disk_is_one_line_naming_the_output_the_space_and_the_need(tiny_s
         assert not os.path.exists(os.path.join(out, schema.MANIFEST_NAME))
     finally:
         subprocess.run(["umount", str(disk)])
+
+
+def test_a_folder_of_transparent_pngs_is_stored_over_the_background_it_names(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "emoji"
+    for label in ("faces", "hearts"):
+        (folder / label).mkdir(parents=True)
+        for i in range(6):
+            rgba = np.zeros((4, 4, 4), np.uint8)
+            rgba[..., 0] = 255  # red bled under every pixel
+            rgba[1:3, 1:3, 3] = 255  # an opaque red square on a transparent page
+            Image.fromarray(rgba, "RGBA").save(folder / label / f"{i}.png")
+    out = str(tmp_path / "data")
+    proc = preprocess(str(folder), out, "--background=#000000", "--test_percent=20")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("Warning") == 0
+    manifest = helpers.read_manifest(out)
+    assert manifest["preprocess"]["background"] == "#000000"
+    stored, _ = helpers.read_records(out, "train")
+    pixels = schema.denormalize(stored.reshape(-1, 4, 4, 3))
+    assert (pixels[:, 0, 0] == [0, 0, 0]).all()  # the page, black as asked
+    assert (pixels[:, 1, 1] == [255, 0, 0]).all()  # the square
+    white = str(tmp_path / "white")
+    assert preprocess(str(folder), white, "--test_percent=20").returncode == 0
+    # Another background is other data: another fingerprint (a classifier cache keys on it).
+    assert helpers.read_manifest(white)["fingerprint"] != manifest["fingerprint"]
