@@ -165,7 +165,15 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
             save_generator(
                 gan, config.latent_dim, config.conditional, os.path.join(staging, GENERATOR_DIR)
             )
-            gallery.write(os.path.join(staging, "gallery"), gan, config, manifest, metrics, job_dir)
+            gallery.write(
+                os.path.join(staging, "gallery"),
+                gan,
+                config,
+                manifest,
+                metrics,
+                job_dir,
+                reals=(train.images, train.labels),
+            )
             with open(os.path.join(staging, "README.md"), "w") as f:
                 f.write(model_card.render(config, manifest, metrics))
             storage.copy_file(

@@ -1,8 +1,9 @@
 """The sample gallery: one self-contained HTML page with the PNGs beside it.
 
-A 10×10 grid of samples (rows = digits for a conditional model), the grids saved during training
-in order, loss and metric curves, the metrics table with the real-data reference, a latent
-interpolation strip, and the run's settings.
+A 10×10 grid of samples (rows = classes for a conditional model) beside the same grid of
+training images as the model sees them (``reals.png``, as StyleGAN2-ADA writes), the grids saved
+during training in order, loss and metric curves, the metrics table with the real-data reference,
+a latent interpolation strip, and the run's settings.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import html
 import os
 import re
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -95,13 +97,44 @@ def _metrics_rows(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def write(out_dir: str, gan, config, manifest: dict, metrics: dict, job_dir: str) -> str:
-    """Render the gallery into local ``out_dir``; return the path of index.html."""
+def reals_grid(
+    images: np.ndarray, labels: np.ndarray, classes: Sequence[int], by_class: bool
+) -> np.ndarray:
+    """10×10 training images laid out as the samples are: row r holds class ``classes[r]`` when
+    the samples' rows are classes (a class with fewer images leaves black cells), else the
+    first 100 images."""
+    side = 10
+    if not by_class:
+        picked = images[: side * side]
+        blank = np.full((side * side - len(picked), *images.shape[1:]), -1.0, images.dtype)
+        return progress.image_grid(np.concatenate([picked, blank]), rows=side)
+    rows = []
+    for k in list(classes)[:side]:
+        row = images[labels == k][:side]
+        blank = np.full((side - len(row), *images.shape[1:]), -1.0, images.dtype)
+        rows.append(np.concatenate([row, blank]))
+    return progress.image_grid(np.concatenate(rows), rows=len(rows))
+
+
+def write(
+    out_dir: str,
+    gan,
+    config,
+    manifest: dict,
+    metrics: dict,
+    job_dir: str,
+    reals: tuple[np.ndarray, np.ndarray],
+) -> str:
+    """Render the gallery into local ``out_dir``; return the path of index.html. ``reals``:
+    (images, labels) of training images, shown as the model sees them beside the samples."""
     os.makedirs(os.path.join(out_dir, "progress"), exist_ok=True)
     spec = DataSpec.from_manifest(manifest)
     z, labels = sample_inputs(config, spec.kept)
     with open(os.path.join(out_dir, "samples.png"), "wb") as f:
         f.write(progress.png_bytes(progress.image_grid(gan.sample(z, labels), rows=10), scale=3))
+    with open(os.path.join(out_dir, "reals.png"), "wb") as f:
+        grid = reals_grid(*reals, spec.kept, by_class=config.conditional)
+        f.write(progress.png_bytes(grid, scale=3))
     z, labels = interpolation_inputs(config.latent_dim, list(spec.kept) or [0])
     with open(os.path.join(out_dir, "interpolation.png"), "wb") as f:
         f.write(progress.png_bytes(progress.image_grid(gan.sample(z, labels), rows=5), scale=3))
@@ -144,10 +177,13 @@ img {{ image-rendering: pixelated; max-width: 100%; height: auto; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
 .strip {{ display: flex; flex-wrap: wrap; gap: 8px; }} figure {{ margin: 0; }}
 .strip img {{ width: 140px; }} figcaption {{ font-size: 12px; text-align: center; }}
+.pair {{ display: flex; flex-wrap: wrap; gap: 16px; }} .pair img {{ width: 504px; max-width: 100%; }}
 </style></head><body>
 <h1>{html.escape(model_name)} — step {metrics["step"]}</h1>
-<h2>Samples</h2><p>10×10 samples from fixed latents ({row_note}), {metrics["generator"]} generator.</p>
-<img src="samples.png" alt="final samples" width="504">
+<h2>Samples</h2><p>10×10 samples from fixed latents ({row_note}), {metrics["generator"]} generator,
+beside training images as the model sees them (the stored records, laid out the same way).</p>
+<div class="pair"><figure><img src="samples.png" alt="final samples" width="504"><figcaption>samples</figcaption></figure>
+<figure><img src="reals.png" alt="training images" width="504"><figcaption>training images</figcaption></figure></div>
 <h2>Metrics</h2>
 <p>On {metrics["num_samples"]} samples against the test split, {feature_note}.
 The real-data floor compares training images with the test split.</p>

@@ -83,6 +83,7 @@ def test_pipeline_writes_every_artifact(pipeline_run):
         "export/README.md",
         "export/gallery/index.html",
         "export/gallery/samples.png",
+        "export/gallery/reals.png",
         "export/gallery/curves.png",
         "export/gallery/interpolation.png",
         "export/gallery/progress/step-00000012.png",
@@ -169,7 +170,7 @@ def test_gallery_renders_in_headless_chromium(pipeline_run):
     report = browser.inspect_page(f"file://{index}")
     assert report.errors == []
     sources = {image["src"] for image in report.images}
-    assert {"samples.png", "curves.png", "interpolation.png"} <= sources
+    assert {"samples.png", "reals.png", "curves.png", "interpolation.png"} <= sources
     assert any(src.startswith("progress/") for src in sources)
     assert all(image["complete"] and image["width"] > 0 for image in report.images), report.images
     # Says what it shows: the model in the title, the numbers of metrics.json, no sideways scroll.
@@ -410,3 +411,18 @@ def test_pipeline_help_lists_the_flags_of_every_stage():
     assert proc.returncode == 0, proc.stderr[-2000:]
     for flag in ("--output_dir", "--source", "--num_shards", "--architecture", "--preset"):
         assert f"  {flag}:" in proc.stdout, flag
+
+
+def test_the_reals_grid_lays_training_images_out_as_the_samples_are():
+    from pipeline import gallery
+
+    # 1×1 images whose value says their class; class 2 has only 3 images.
+    labels = np.array([0] * 12 + [1] * 12 + [2] * 3, np.int32)
+    images = (labels / 10.0).astype(np.float32).reshape(-1, 1, 1, 1)
+    grid = gallery.reals_grid(images, labels, classes=[1, 2, 0], by_class=True)
+    assert grid.shape == (3, 10, 1)
+    expected = {k: round((k / 10.0 + 1) * 127.5) for k in (0, 1, 2)}
+    assert (grid[0, :, 0] == expected[1]).all() and (grid[2, :, 0] == expected[0]).all()
+    assert grid[1, :3, 0].tolist() == [expected[2]] * 3 and (grid[1, 3:, 0] == 0).all()
+    flat = gallery.reals_grid(images, labels, classes=[], by_class=False)
+    assert flat.shape == (10, 10, 1) and flat[0, 0, 0] == expected[0] and flat[9, 9, 0] == 0
