@@ -103,7 +103,7 @@ def primary_metric(model: dict) -> str:
 def gated(candidate: dict, champion: dict | None) -> dict[str, str]:
     """The metrics both exports have, with their directions."""
     names = set(candidate["model"]) & (set(champion["model"]) if champion else set(DIRECTIONS))
-    return {k: d for k, d in DIRECTIONS.items() if k in names}
+    return {k: d for k, d in DIRECTIONS.items() if k in names and k not in evaluation.UNGATED}
 
 
 def _worse(direction: str, new: float, old: float, tolerance: float) -> bool:

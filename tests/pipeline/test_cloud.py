@@ -447,6 +447,8 @@ def _metrics(fd: float, **others: float) -> dict:
         (_metrics(9.0), _metrics(9.0), False),
         (_metrics(5.0, recall=0.985), _metrics(9.0), True),  # within 2%
         (_metrics(5.0, recall=0.97), _metrics(9.0), False),
+        # The kernel distance is reported, not gated: near zero, "2% worse" is noise.
+        (_metrics(5.0, kernel_distance=0.002), _metrics(9.0, kernel_distance=0.001), True),
     ],
 )
 def test_decide(candidate, champion, promoted):

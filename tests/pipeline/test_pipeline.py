@@ -94,6 +94,7 @@ def test_pipeline_writes_every_artifact(pipeline_run):
     assert metrics["step"] == 12 and metrics["generator"] == "ema"
     for key in (
         "frechet_distance",
+        "kernel_distance",
         "classifier_score",
         "class_entropy",
         "min_class_share",

@@ -35,3 +35,19 @@ def test_coverage_counts_queries_inside_some_ball_boundary_included(block):
     queries = np.array([[0.5], [2.5], [-1.0], [5.0], [10.0]], np.float32)
     assert evaluation._coverage_of(manifold, radii, queries, block=block) == 0.8
     assert evaluation._coverage_of(manifold, radii * 0.99, queries, block=block) == 0.4
+
+
+def test_kernel_distance_is_the_unbiased_mmd_of_the_cubic_kernel_by_hand():
+    # k(x, y) = (x·y + 1)³ in one dimension. Within X = {0, 1}: k(0, 1) = 1; within Y = {1, 2}:
+    # k(1, 2) = 27; across: k(0,1), k(0,2), k(1,1), k(1,2) = 1, 1, 8, 27, mean 9.25.
+    x, y = np.array([[0.0], [1.0]]), np.array([[1.0], [2.0]])
+    assert evaluation.kernel_distance(x, y) == pytest.approx(1 + 27 - 2 * 9.25)
+
+
+def test_kernel_distance_is_near_zero_for_one_distribution_and_grows_with_a_shift():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3000, 16))
+    same = evaluation.kernel_distance(a, b, subsets=20, subset_size=500)
+    shifted = evaluation.kernel_distance(a, b + 0.5, subsets=20, subset_size=500)
+    assert abs(same) < 0.02 < shifted
+    assert evaluation.kernel_distance(a, b + 1.0, subsets=20, subset_size=500) > shifted
