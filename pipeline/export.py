@@ -149,6 +149,7 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
             config.data_dir, manifest, classifier_dir, num_samples, config.feature_extractor
         )
         train = data.load_examples(config.data_dir, manifest, "train", 5 * num_samples)
+        evaluator.hold_training_images(train.images)  # the samples are checked for copies
         classifier = evaluator.classifier
         metrics = {
             "step": step,

@@ -11,6 +11,11 @@ Labelled data sets are scored in the pipeline's own classifier's feature space:
   smallest class share.
 - Precision and recall of k-NN manifolds (Kynkäänniemi et al. 2019, k=3).
 - For conditional generators: the classifier's accuracy on the requested labels.
+- Memorization share: of the samples, those nearer to their nearest training image than half
+  that image's distance to its own nearest other training image (copies, or near-copies, of the
+  training set; ``memorization_share``), once the training images are held
+  (``hold_training_images``, the export's): a generator that returns training images reads 1,
+  fresh test images read near 0 (the floor).
 
 Unlabelled data sets get the sliced Wasserstein distance between Laplacian-pyramid patches of
 generated and real images (Karras et al. 2018, "Progressive Growing of GANs", §5; no network).
@@ -53,11 +58,13 @@ DIRECTIONS = {
     "sliced_wasserstein": "lower",
     "modes_covered": "higher",
     "mode_kl": "lower",
+    "memorization_share": "lower",
 }
 PRIMARY = ("frechet_distance", "sliced_wasserstein")  # the first one present decides
 # Reported, not held to the gate's relative tolerance: an unbiased estimate near zero can be
 # negative, and "2% worse" of a value at the noise floor means nothing.
-UNGATED = {"kernel_distance"}
+UNGATED = {"kernel_distance", "memorization_share"}
+MEMORIZED_WITHIN = 0.5  # of the training image's distance to its nearest other training image
 SHOWN = {  # metric → (short label, format) in progress lines and summaries
     "frechet_distance": ("FD", "{:.3f}"),
     "kernel_distance": ("KID", "{:.4f}"),
@@ -67,6 +74,7 @@ SHOWN = {  # metric → (short label, format) in progress lines and summaries
     "classifier_score": ("score", "{:.2f}"),
     "min_class_share": ("min class", "{:.3f}"),
     "precision": ("precision", "{:.3f}"),
+    "memorization_share": ("memorized", "{:.3f}"),
     "recall": ("recall", "{:.3f}"),
 }
 
@@ -177,6 +185,34 @@ def _knn_radii(points: np.ndarray, k: int, block: int = 2000) -> np.ndarray:
         nearest = _kth_smallest(rows, k) + norms[start : start + block]
         radii[start : start + block] = np.maximum(nearest, 0.0)
     return radii
+
+
+def _nearest(queries: np.ndarray, points: np.ndarray, block: int = 2000):
+    """Each query's squared distance to its nearest point, and that point's index."""
+    norms = _squared_norms(points)
+    distances = np.empty(len(queries))
+    indices = np.empty(len(queries), np.int64)
+    for start in range(0, len(queries), block):
+        chunk = queries[start : start + block]
+        rows = chunk @ points.T  # ‖m‖² − 2 q·m, in place
+        rows *= -2.0
+        rows += norms[None, :]
+        nearest = rows.argmin(axis=1)
+        indices[start : start + block] = nearest
+        closest = rows[np.arange(len(chunk)), nearest] + _squared_norms(chunk)
+        distances[start : start + block] = np.maximum(closest, 0.0)
+    return distances, indices
+
+
+def memorization_share(
+    train: np.ndarray, samples: np.ndarray, within: float = MEMORIZED_WITHIN
+) -> float:
+    """The share of ``samples`` at most ``within`` × d(t, t') from their nearest training point
+    t, where t' is t's own nearest other training point: copies of training images (and near
+    copies, closer to one than it is to any other) count; new images do not."""
+    spacing = _knn_radii(train, 1)  # squared distance to the nearest other training point
+    distance, nearest = _nearest(samples, train)
+    return float((distance <= within**2 * spacing[nearest]).mean())
 
 
 def _coverage_of(
@@ -362,6 +398,8 @@ class Evaluator:
         self.real = real[:num_samples]
         self.classifier = classifier
         self.num_samples = num_samples
+        # Training images' embedding, once held: samples are checked for copies of them.
+        self._train: Embedded | None = None
 
     @functools.cached_property
     def _reference(self) -> Embedded:
@@ -377,6 +415,8 @@ class Evaluator:
             return swd(self.real, images)
         fake = embed(self.classifier, images)
         metrics = compare_embedded(self._reference, fake)
+        if self._train is not None:
+            metrics["memorization_share"] = memorization_share(self._train.points, fake.points)
         if labels is not None:
             metrics["label_accuracy"] = float((fake.probs.argmax(axis=1) == labels).mean())
         return metrics
@@ -407,11 +447,23 @@ class Evaluator:
             "accuracy)"
         )
 
+    def hold_training_images(self, train: np.ndarray) -> None:
+        """From now on, check samples for copies of these training images (all of them: a copy
+        of one left out would go unseen). Classifier feature spaces only."""
+        if self.classifier is not None and not self.spec.stacked_mnist:
+            self._train = embed(self.classifier, train)
+
     def real_floor(self, train: np.ndarray) -> dict[str, float]:
-        """The same metrics for real training images vs the test split: the best a model can do."""
+        """The same metrics for real training images vs the test split: the best a model can do
+        (with training images held, the test images' memorization share: fresh images')."""
         rng = np.random.default_rng(0)
         subset = train[rng.choice(len(train), min(self.num_samples, len(train)), replace=False)]
-        return self.score(subset)
+        held, self._train = self._train, None  # the subset is not checked against itself
+        floor = self.score(subset)
+        self._train = held
+        if held is not None:
+            floor["memorization_share"] = memorization_share(held.points, self._reference.points)
+        return floor
 
 
 def make_evaluator(

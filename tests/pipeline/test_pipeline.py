@@ -95,6 +95,7 @@ def test_pipeline_writes_every_artifact(pipeline_run):
     for key in (
         "frechet_distance",
         "kernel_distance",
+        "memorization_share",
         "classifier_score",
         "class_entropy",
         "min_class_share",
@@ -311,6 +312,13 @@ def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tmp_path):
     assert sorted(embedded) == sorted([len(test), len(train), len(noise), len(train)])
     cached = classifier_lib.load_or_train(str(tmp_path / "cls"), tiny_data_dir, manifest)
     assert evaluation.compare(cached, test, train) == pytest.approx(real)
+    # Copies of training images read as memorized; fresh test images and noise do not.
+    checking = evaluation.Evaluator(data.data_spec(manifest), test, classifier, len(test))
+    assert "memorization_share" not in checking.score(train[:500])  # no training images held
+    checking.hold_training_images(train)
+    assert checking.real_floor(train)["memorization_share"] < 0.1  # the test images: fresh
+    assert checking.score(train[:500])["memorization_share"] == 1.0
+    assert checking.score(noise[:500])["memorization_share"] < 0.05
 
 
 def test_route_sends_flags_to_their_stage_and_user_flags_win_over_defaults():

@@ -51,3 +51,15 @@ def test_kernel_distance_is_near_zero_for_one_distribution_and_grows_with_a_shif
     shifted = evaluation.kernel_distance(a, b + 0.5, subsets=20, subset_size=500)
     assert abs(same) < 0.02 < shifted
     assert evaluation.kernel_distance(a, b + 1.0, subsets=20, subset_size=500) > shifted
+
+
+def test_memorization_share_counts_samples_within_half_the_training_spacing():
+    # Training points 0, 10, 20 (each 10 from its nearest other): a sample within 5 of its
+    # nearest training point is a copy, the boundary included.
+    train = np.array([[0.0], [10.0], [20.0]])
+    samples = np.array([[2.0], [14.0], [25.0], [27.0]])
+    assert evaluation.memorization_share(train, samples) == 3 / 4
+    assert evaluation.memorization_share(train, train) == 1.0
+    # A duplicated training image (spacing 0): only its exact copies count.
+    twice = np.array([[0.0], [0.0], [10.0]])
+    assert evaluation.memorization_share(twice, np.array([[0.0], [0.5]])) == 1 / 2
