@@ -174,6 +174,7 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
                 metrics,
                 job_dir,
                 reals=(train.images, train.labels),
+                nearest=evaluator.nearest_training,
             )
             with open(os.path.join(staging, "README.md"), "w") as f:
                 f.write(model_card.render(config, manifest, metrics))

@@ -12,7 +12,7 @@ import dataclasses
 import html
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -116,6 +116,15 @@ def reals_grid(
     return progress.image_grid(np.concatenate(rows), rows=len(rows))
 
 
+def nearest_grid(samples: np.ndarray, train: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """One row per sample: the sample, then the training images ``nearest`` indexes for it."""
+    rows = [
+        np.concatenate([sample[None], train[indices]])
+        for sample, indices in zip(samples, nearest, strict=True)
+    ]
+    return progress.image_grid(np.concatenate(rows), rows=len(rows))
+
+
 def write(
     out_dir: str,
     gan,
@@ -124,14 +133,27 @@ def write(
     metrics: dict,
     job_dir: str,
     reals: tuple[np.ndarray, np.ndarray],
+    nearest: Callable[[np.ndarray], np.ndarray | None] = lambda images: None,
 ) -> str:
     """Render the gallery into local ``out_dir``; return the path of index.html. ``reals``:
-    (images, labels) of training images, shown as the model sees them beside the samples."""
+    (images, labels) of training images, shown as the model sees them beside the samples;
+    ``nearest``: indices into ``reals`` of images' nearest training images (the evaluator's)."""
     os.makedirs(os.path.join(out_dir, "progress"), exist_ok=True)
     spec = DataSpec.from_manifest(manifest)
     z, labels = sample_inputs(config, spec.kept)
+    samples = gan.sample(z, labels)
     with open(os.path.join(out_dir, "samples.png"), "wb") as f:
-        f.write(progress.png_bytes(progress.image_grid(gan.sample(z, labels), rows=10), scale=3))
+        f.write(progress.png_bytes(progress.image_grid(samples, rows=10), scale=3))
+    shown = samples[::10]  # the first of each row: one per class when conditional
+    closest = nearest(shown)
+    nearest_html = ""
+    if closest is not None:
+        with open(os.path.join(out_dir, "nearest.png"), "wb") as f:
+            f.write(progress.png_bytes(nearest_grid(shown, reals[0], closest), scale=3))
+        nearest_html = f"""<h2>Nearest training images</h2>
+<p>Each row: a sample (the first of each row above), then its {closest.shape[1]} nearest training images
+in the evaluation's feature space. Copies would look alike; the memorization share counts them.</p>
+<img src="nearest.png" alt="samples and their nearest training images">"""
     with open(os.path.join(out_dir, "reals.png"), "wb") as f:
         grid = reals_grid(*reals, spec.kept, by_class=config.conditional)
         f.write(progress.png_bytes(grid, scale=3))
@@ -184,6 +206,7 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 beside training images as the model sees them (the stored records, laid out the same way).</p>
 <div class="pair"><figure><img src="samples.png" alt="final samples" width="504"><figcaption>samples</figcaption></figure>
 <figure><img src="reals.png" alt="training images" width="504"><figcaption>training images</figcaption></figure></div>
+{nearest_html}
 <h2>Metrics</h2>
 <p>On {metrics["num_samples"]} samples against the test split, {feature_note}.
 The real-data floor compares training images with the test split.</p>

@@ -453,6 +453,15 @@ class Evaluator:
         if self.classifier is not None and not self.spec.stacked_mnist:
             self._train = embed(self.classifier, train)
 
+    def nearest_training(self, images: np.ndarray, k: int = 3) -> np.ndarray | None:
+        """Indices into the held training images of each image's ``k`` nearest, nearest first
+        (None when none are held): what a person compares samples with to see copies."""
+        if self._train is None:
+            return None
+        queries = embed(self.classifier, images).points
+        rows = _squared_norms(self._train.points)[None, :] - 2.0 * queries @ self._train.points.T
+        return np.argsort(rows, axis=1, kind="stable")[:, :k]
+
     def real_floor(self, train: np.ndarray) -> dict[str, float]:
         """The same metrics for real training images vs the test split: the best a model can do
         (with training images held, the test images' memorization share: fresh images')."""

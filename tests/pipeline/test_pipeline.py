@@ -84,6 +84,7 @@ def test_pipeline_writes_every_artifact(pipeline_run):
         "export/gallery/index.html",
         "export/gallery/samples.png",
         "export/gallery/reals.png",
+        "export/gallery/nearest.png",
         "export/gallery/curves.png",
         "export/gallery/interpolation.png",
         "export/gallery/progress/step-00000012.png",
@@ -172,7 +173,7 @@ def test_gallery_renders_in_headless_chromium(pipeline_run):
     report = browser.inspect_page(f"file://{index}")
     assert report.errors == []
     sources = {image["src"] for image in report.images}
-    assert {"samples.png", "reals.png", "curves.png", "interpolation.png"} <= sources
+    assert {"samples.png", "reals.png", "nearest.png", "curves.png", "interpolation.png"} <= sources
     assert any(src.startswith("progress/") for src in sources)
     assert all(image["complete"] and image["width"] > 0 for image in report.images), report.images
     # Says what it shows: the model in the title, the numbers of metrics.json, no sideways scroll.
@@ -319,6 +320,8 @@ def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tmp_path):
     assert checking.real_floor(train)["memorization_share"] < 0.1  # the test images: fresh
     assert checking.score(train[:500])["memorization_share"] == 1.0
     assert checking.score(noise[:500])["memorization_share"] < 0.05
+    # Each training image's nearest training image is itself (the gallery's panel shows these).
+    assert checking.nearest_training(train[:5], k=2)[:, 0].tolist() == [0, 1, 2, 3, 4]
 
 
 def test_route_sends_flags_to_their_stage_and_user_flags_win_over_defaults():
@@ -435,3 +438,13 @@ def test_the_reals_grid_lays_training_images_out_as_the_samples_are():
     assert grid[1, :3, 0].tolist() == [expected[2]] * 3 and (grid[1, 3:, 0] == 0).all()
     flat = gallery.reals_grid(images, labels, classes=[], by_class=False)
     assert flat.shape == (10, 10, 1) and flat[0, 0, 0] == expected[0] and flat[9, 9, 0] == 0
+
+
+def test_the_nearest_grid_puts_each_sample_before_its_nearest_training_images():
+    from pipeline import gallery
+
+    samples = np.array([0.5, -0.5], np.float32).reshape(2, 1, 1, 1)
+    train = np.array([-1.0, 0.0, 1.0], np.float32).reshape(3, 1, 1, 1)
+    grid = gallery.nearest_grid(samples, train, np.array([[2, 1], [0, 1]]))
+    assert grid.shape == (2, 3, 1)
+    assert grid[:, :, 0].tolist() == [[191, 255, 128], [64, 0, 128]]
