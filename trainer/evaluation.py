@@ -173,16 +173,21 @@ def _kth_smallest(rows: np.ndarray, k: int) -> np.ndarray:
     return rows.min(axis=1)
 
 
-def _knn_radii(points: np.ndarray, k: int, block: int = 2000) -> np.ndarray:
-    """Each point's squared distance to its k-th nearest neighbour among ``points``."""
+def _knn_radii(
+    points: np.ndarray, k: int, block: int = 2000, of: np.ndarray | None = None
+) -> np.ndarray:
+    """Each point's squared distance to its k-th nearest neighbour among ``points``; only the
+    points indexed by ``of``, when given."""
     norms = _squared_norms(points)
-    radii = np.empty(len(points))
-    for start in range(0, len(points), block):
-        rows = points[start : start + block] @ points.T  # ‖m‖² − 2 q·m, in place
+    which = np.arange(len(points)) if of is None else of
+    radii = np.empty(len(which))
+    for start in range(0, len(which), block):
+        chosen = which[start : start + block]
+        rows = points[chosen] @ points.T  # ‖m‖² − 2 q·m, in place
         rows *= -2.0
         rows += norms[None, :]
         # k, not k - 1: each point is its own nearest neighbour.
-        nearest = _kth_smallest(rows, k) + norms[start : start + block]
+        nearest = _kth_smallest(rows, k) + norms[chosen]
         radii[start : start + block] = np.maximum(nearest, 0.0)
     return radii
 
@@ -210,9 +215,12 @@ def memorization_share(
     """The share of ``samples`` at most ``within`` × d(t, t') from their nearest training point
     t, where t' is t's own nearest other training point: copies of training images (and near
     copies, closer to one than it is to any other) count; new images do not."""
-    spacing = _knn_radii(train, 1)  # squared distance to the nearest other training point
     distance, nearest = _nearest(samples, train)
-    return float((distance <= within**2 * spacing[nearest]).mean())
+    # The spacing (squared distance to the nearest other training point) of the training points
+    # that are some sample's nearest only: a fraction of a large training set's.
+    used, which = np.unique(nearest, return_inverse=True)
+    spacing = _knn_radii(train, 1, of=used)
+    return float((distance <= within**2 * spacing[which]).mean())
 
 
 def _coverage_of(

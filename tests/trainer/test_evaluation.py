@@ -63,3 +63,8 @@ def test_memorization_share_counts_samples_within_half_the_training_spacing():
     # A duplicated training image (spacing 0): only its exact copies count.
     twice = np.array([[0.0], [0.0], [10.0]])
     assert evaluation.memorization_share(twice, np.array([[0.0], [0.5]])) == 1 / 2
+
+
+def test_knn_radii_of_chosen_points_are_theirs_among_all():
+    points = np.array([[0.0], [1.0], [3.0], [6.0], [10.0]], np.float32)
+    assert evaluation._knn_radii(points, 1, block=1, of=np.array([4, 0])).tolist() == [16, 1]
