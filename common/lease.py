@@ -93,19 +93,21 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _holder(record: dict | None) -> Holder | None:
+    """The holder a lease record names; None for no record or one that names nobody."""
+    try:
+        return Holder(**{f.name: record[f.name] for f in dataclasses.fields(Holder)})
+    except (KeyError, TypeError):
+        return None
+
+
 def _parse(text: bytes | str) -> dict | None:
+    """A lease record, if ``text`` is one (it names a holder)."""
     try:
         record = json.loads(text)
-        Holder(**{f.name: record[f.name] for f in dataclasses.fields(Holder)})
-        return record
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
         return None
-
-
-def _holder(record: dict | None) -> Holder | None:
-    if record is None:
-        return None
-    return Holder(**{f.name: record[f.name] for f in dataclasses.fields(Holder)})
+    return record if _holder(record) is not None else None
 
 
 def _taker(record: dict | None) -> str:
