@@ -205,17 +205,9 @@ class BucketLease(Lease):
                     self.path, self.record(attempt), self.generation
                 )
                 self.renewals = attempt
-            except storage.PreconditionFailed:
-                self._confirm(attempt)
-
-    def _confirm(self, attempt: int) -> None:
-        """After a failed conditional write: ours if the object is the write we retried."""
-        current = storage.read_versioned(self.path)
-        record = _parse(current[0]) if current else None
-        if record and record.get("token") == self.token and record.get("renewals") == attempt:
-            self.generation, self.renewals = current[1], attempt
-            return
-        self.lost_to = _taker(record)
+            except storage.PreconditionFailed:  # not a retry of ours that landed: taken
+                current = storage.read_versioned(self.path)
+                self.lost_to = _taker(_parse(current[0]) if current else None)
 
     def check(self) -> None:
         with self._lock:

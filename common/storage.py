@@ -239,10 +239,16 @@ def generation(path: str) -> int:
 
 def write_if_generation(path: str, data: bytes, expected: int) -> int:
     """Write a gs:// object only while its generation is ``expected`` (0: while there is none);
-    return the new generation, or raise ``PreconditionFailed``. A retried write that had landed
-    also comes back as ``PreconditionFailed``: callers read the object before concluding."""
+    return the new generation, or raise ``PreconditionFailed``. A retried write whose first try
+    had landed comes back refused: the object is read, and if it holds ``data`` it is ours."""
     blob = _blob(path)
-    _gcs_call(path, "write", blob.upload_from_string, data, if_generation_match=expected)
+    try:
+        _gcs_call(path, "write", blob.upload_from_string, data, if_generation_match=expected)
+    except PreconditionFailed:
+        current = read_versioned(path)
+        if current is None or current[0] != data:
+            raise
+        return current[1]
     return int(blob.generation)
 
 

@@ -199,8 +199,6 @@ def switch_pointer(promoted_dir: str, text: str, seen: int | None) -> None:
     try:
         storage.write_if_generation(path, text.encode(), seen)
     except storage.PreconditionFailed as e:
-        if storage.read_versioned(path)[0] == text.encode():  # our retried write had landed
-            return
         raise GateError(
             f"{path}: another promotion switched the pointer while this one decided; "
             "re-run to decide against the new champion"

@@ -171,10 +171,6 @@ class CheckpointStore:
                 state, text, self._state_generation
             )
         except storage.PreconditionFailed as e:
-            found = storage.read_versioned(state)
-            if found and found[0] == text:  # our own write, landed before its retry
-                self._state_generation = found[1]
-                return
             raise CommitFencedError(
                 f"{state}: another writer committed since this run's last commit; this run "
                 "stops without committing (its lease was taken over)"
