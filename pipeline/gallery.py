@@ -104,15 +104,14 @@ def reals_grid(
     the samples' rows are classes (a class with fewer images leaves black cells), else the
     first 100 images."""
     side = 10
+
+    def filled(picked: np.ndarray, count: int) -> np.ndarray:  # black cells after the images
+        blank = np.full((count - len(picked), *images.shape[1:]), -1.0, images.dtype)
+        return np.concatenate([picked, blank])
+
     if not by_class:
-        picked = images[: side * side]
-        blank = np.full((side * side - len(picked), *images.shape[1:]), -1.0, images.dtype)
-        return progress.image_grid(np.concatenate([picked, blank]), rows=side)
-    rows = []
-    for k in list(classes)[:side]:
-        row = images[labels == k][:side]
-        blank = np.full((side - len(row), *images.shape[1:]), -1.0, images.dtype)
-        rows.append(np.concatenate([row, blank]))
+        return progress.image_grid(filled(images[: side * side], side * side), rows=side)
+    rows = [filled(images[labels == k][:side], side) for k in list(classes)[:side]]
     return progress.image_grid(np.concatenate(rows), rows=len(rows))
 
 
