@@ -14,11 +14,15 @@ from collections.abc import Mapping, Sequence
 from absl import flags
 
 from common import cli
+from trainer import augment, losses, models, settings
 from trainer import config as config_lib
-from trainer import losses, models, settings
 
 # Choices that live in registries, and the help that describes their entries.
-REGISTRIES = {"architecture": models.ARCHITECTURES, "loss": losses.LOSSES}
+REGISTRIES = {
+    "architecture": models.ARCHITECTURES,
+    "loss": losses.LOSSES,
+    "augment": augment.PIPELINES,
+}
 
 
 def _field_type(field: dataclasses.Field) -> str:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Collection, Mapping
 
 from common.cli import UserError
-from trainer import losses, models, presets, settings
+from trainer import augment, losses, models, presets, settings
 from trainer.settings import TrainConfig
 
 
@@ -157,6 +157,13 @@ def validate(config: TrainConfig) -> TrainConfig:
         f"--label_smoothing applies to cross-entropy losses, not --loss={config.loss}",
     )
     _check(config.training_ratio >= 1, "--training_ratio must be >= 1")
+    _check(
+        config.augment in augment.PIPELINES,
+        f"--augment={config.augment}: choose one of {sorted(augment.PIPELINES)}",
+    )
+    _check(0.0 <= config.augment_p <= 1.0, f"--augment_p={config.augment_p}: must be in [0, 1]")
+    _check(-1.0 < config.ada_target < 1.0, f"--ada_target={config.ada_target}: must be in (-1, 1)")
+    _check(config.ada_kimg >= 0.0, f"--ada_kimg={config.ada_kimg}: must be >= 0 (0: fixed p)")
     for name in ("r1_gamma", "r2_gamma", "gp_weight"):
         value = getattr(config, name)
         _check(value is None or 0.0 <= value < math.inf, f"--{name}={value}: must be >= 0")

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.schema import DataSpec
-from trainer import clusters, ema, losses, models, penalties, schedule
+from trainer import augment, clusters, ema, losses, models, penalties, schedule
 from trainer.config import TrainConfig
 
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_penalty", "d_grad_norm", "g_grad_norm")
@@ -26,7 +26,12 @@ METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_penalty", "d_grad_norm"
 # global norm on one replica; an upper bound on several, where gradients add before the update).
 GRADIENT_NORMS = ("d_grad_norm", "g_grad_norm")
 SUBSTEP_LOSSES = "substep_d_losses"
-NOISE_STREAM, ALPHA_STREAM = 0x6E6F697365, 0x616C706861  # distinct stateless RNG streams
+# Distinct stateless RNG streams.
+NOISE_STREAM, ALPHA_STREAM, MIRROR_STREAM = 0x6E6F697365, 0x616C706861, 0x6D6972726F72
+AUGMENT_STREAMS = {"real": (0x6175677275, 0x6175677256), "fake": (0x6175676675, 0x6175676656)}
+# Reported beside METRICS when the augmentation's p adapts: p itself, and the sign statistic of
+# D on augmented reals that moves it (ADA's r_t).
+ADAPTIVE_METRICS = ("augment_p", "d_real_sign")
 
 
 def _adam(config: TrainConfig, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -62,6 +67,10 @@ class Gan:
                 self.ema_generator.weights, self.generator.weights, strict=True
             ):
                 average.assign(weight)
+        self.augmentation = augment.PIPELINES[config.augment]
+        self.augment_p = tf.Variable(
+            config.augment_p, dtype=tf.float32, trainable=False, name="augment_p"
+        )
         self.g_optimizer = _adam(config, config.g_learning_rate)
         self.d_optimizer = _adam(config, config.d_learning_rate)
         # Built now, so a checkpoint restores into existing slots rather than deferred ones.
@@ -95,7 +104,14 @@ class Gan:
             objects["ema_generator"] = self.ema_generator
         if self.clusters is not None:
             objects["clusters"] = self.clusters
+        if self.augmentation.adaptive:
+            objects["augment_p"] = self.augment_p
         return objects
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """What each train call reports, in order."""
+        return METRICS + (ADAPTIVE_METRICS if self.augmentation.adaptive else ())
 
     def fit_clusters(self, images: np.ndarray) -> list[clusters.Fitted]:
         """Self-conditioning's clusters (one fit per channel when clustered per channel), from
@@ -120,16 +136,15 @@ class Gan:
     # --- randomness ------------------------------------------------------------------------------
 
     def _stateless(
-        self, stream: int, step: tf.Tensor, substep: int, shape_tail: tuple
+        self, stream: int, step: tf.Tensor, substep: int, shape_tail: tuple, normal: bool = False
     ) -> tf.Tensor:
-        """This replica's slice of a global-batch random tensor for (step, substep)."""
+        """This replica's slice of a global-batch random tensor for (step, substep), normal or
+        uniform in [0, 1)."""
         context = tf.distribute.get_replica_context()
         counter = step * (self.config.training_ratio + 1) + substep
         seed = tf.stack([tf.constant(self.config.seed * 1_000_003 + stream, tf.int64), counter])
-        if stream == NOISE_STREAM:
-            full = tf.random.stateless_normal((self.global_batch, *shape_tail), seed=seed)
-        else:
-            full = tf.random.stateless_uniform((self.global_batch, *shape_tail), seed=seed)
+        draw = tf.random.stateless_normal if normal else tf.random.stateless_uniform
+        full = draw((self.global_batch, *shape_tail), seed=seed)
         start = tf.cast(context.replica_id_in_sync_group, tf.int32) * self.per_replica_batch
         return full[start : start + self.per_replica_batch]
 
@@ -138,14 +153,34 @@ class Gan:
     def _inputs(self, tensors: tf.Tensor, labels: tf.Tensor) -> list:
         return [tensors, labels] if self.spec.conditional else [tensors]
 
+    def _critic(self, labels, step, substep, kind: str) -> penalties.Critic:
+        """D's logits for real or fake (``kind``) images of this (step, substep), through the
+        augmentation: every evaluation of D on them (loss, penalty) sees the same augmented
+        images, and gradients to the images pass through it."""
+
+        def critic(images: tf.Tensor) -> tf.Tensor:
+            return self.discriminator(self._inputs(images, labels), training=True)
+
+        if self.config.augment == "none":
+            return critic
+        uniform, normal = AUGMENT_STREAMS[kind]
+        draws = augment.Draws(
+            self._stateless(uniform, step, substep, (augment.DRAWS,)),
+            self._stateless(normal, step, substep, (augment.DRAWS,), normal=True),
+        )
+        return lambda images: critic(self.augmentation.apply(images, draws, self.augment_p))
+
     def _discriminator_loss(
         self, real, fake, labels, step, substep
     ) -> tuple[tf.Tensor, dict, tf.Tensor, tf.Tensor]:
         """(mean loss, per-example metrics, real logits, fake logits) of one D evaluation."""
-        real_logits = self.discriminator(self._inputs(real, labels), training=True)
-        fake_logits = self.discriminator(self._inputs(fake, labels), training=True)
+        real_critic = self._critic(labels, step, substep, "real")
+        fake_critic = self._critic(labels, step, substep, "fake")
+        real_logits, fake_logits = real_critic(real), fake_critic(fake)
         per_example = self.loss.discriminator(real_logits, fake_logits, self.config.label_smoothing)
-        penalty = self._penalties(real, tf.cast(fake, real.dtype), labels, step, substep)
+        penalty = self._penalties(
+            real, tf.cast(fake, real.dtype), real_critic, fake_critic, step, substep
+        )
         report = tf.sigmoid if self.loss.probabilistic else tf.identity
         metrics = {
             "d_loss": per_example,
@@ -153,9 +188,11 @@ class Gan:
             "d_fake": report(fake_logits),
             "grad_penalty": penalty,
         }
+        if self.augmentation.adaptive:
+            metrics["d_real_sign"] = self.loss.real_sign(real_logits, fake_logits)
         return self._average(per_example + penalty), metrics, real_logits, fake_logits
 
-    def _penalties(self, real, fake, labels, step, substep) -> tf.Tensor:
+    def _penalties(self, real, fake, real_critic, fake_critic, step, substep) -> tf.Tensor:
         """The weighted sum of the configured penalties per example; lazily every k-th step."""
         weights = self.config.penalty_weights
 
@@ -165,15 +202,15 @@ class Gan:
         if not weights:
             return none()
 
-        def critic(images: tf.Tensor) -> tf.Tensor:
-            return self.discriminator(self._inputs(images, labels), training=True)
-
         def weighted_sum() -> tf.Tensor:
             terms = {
-                "r1": lambda: penalties.zero_centred(critic, real),
-                "r2": lambda: penalties.zero_centred(critic, fake),
+                "r1": lambda: penalties.zero_centred(real_critic, real),
+                "r2": lambda: penalties.zero_centred(fake_critic, fake),
                 "gp": lambda: penalties.wasserstein_gp(
-                    critic, real, fake, self._stateless(ALPHA_STREAM, step, substep, (1, 1, 1))
+                    real_critic,
+                    real,
+                    fake,
+                    self._stateless(ALPHA_STREAM, step, substep, (1, 1, 1)),
                 ),
             }
             return tf.add_n([weight * terms[name]() for name, weight in weights.items()])
@@ -211,7 +248,7 @@ class Gan:
         return norm
 
     def _discriminator_only_step(self, real, labels, step, substep) -> tf.Tensor:
-        z = self._stateless(NOISE_STREAM, step, substep, (self.spec.latent_dim,))
+        z = self._stateless(NOISE_STREAM, step, substep, (self.spec.latent_dim,), normal=True)
         fake = self.generator(self._inputs(z, labels), training=True)
         with tf.GradientTape() as tape:
             d_loss, _, _, _ = self._discriminator_loss(real, fake, labels, step, substep)
@@ -220,7 +257,7 @@ class Gan:
 
     def _joint_step(self, real, labels, step) -> dict:
         substep = self.config.training_ratio - 1
-        z = self._stateless(NOISE_STREAM, step, substep, (self.spec.latent_dim,))
+        z = self._stateless(NOISE_STREAM, step, substep, (self.spec.latent_dim,), normal=True)
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = self.generator(self._inputs(z, labels), training=True)
             d_loss, metrics, real_logits, fake_logits = self._discriminator_loss(
@@ -239,6 +276,13 @@ class Gan:
         }
         return {**means, "d_grad_norm": d_norm, "g_grad_norm": g_norm}
 
+    def _reals(self, images: tf.Tensor, step: tf.Tensor, substep: int) -> tf.Tensor:
+        """A sub-step's real images as the data set gives them: x-flipped half the time with
+        --mirror."""
+        if not self.config.mirror:
+            return images
+        return augment.mirror(images, self._stateless(MIRROR_STREAM, step, substep, ()))
+
     def _replica_step(self, images: tf.Tensor, labels: tf.Tensor, step: tf.Tensor) -> dict:
         if self.clusters is not None:
             labels = self.clusters.assign(images)
@@ -247,13 +291,14 @@ class Gan:
         substep_losses = tf.constant(0.0)
         for substep in range(self.config.training_ratio - 1):
             substep_losses += self._discriminator_only_step(
-                images[substep * b : (substep + 1) * b],
+                self._reals(images[substep * b : (substep + 1) * b], step, substep),
                 labels[substep * b : (substep + 1) * b],
                 step,
                 substep,
             )
         last = (self.config.training_ratio - 1) * b
-        metrics = self._joint_step(images[last:], labels[last:], step)
+        reals = self._reals(images[last:], step, self.config.training_ratio - 1)
+        metrics = self._joint_step(reals, labels[last:], step)
         return {**metrics, SUBSTEP_LOSSES: substep_losses}
 
     # --- cross-replica ---------------------------------------------------------------------------
@@ -282,20 +327,26 @@ class Gan:
             else self._replica_step
         )
 
+        names = self.metric_names
+        per_example = [name for name in names if name != "augment_p"]
+
         @tf.function
         def train_steps(iterator, n: tf.Tensor) -> tuple[dict, tf.Tensor]:
-            totals = tf.zeros([len(METRICS)])
+            totals = tf.zeros([len(names)])
             finite = tf.constant(True)
             for _ in tf.range(n):
                 images, labels = next(iterator)
                 self._schedule_learning_rates()
+                p = tf.identity(self.augment_p)
                 per_replica = self.strategy.run(replica_step, (images, labels, self.step))
-                metrics = tf.stack(
-                    [
-                        self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None)
-                        for k in METRICS
-                    ]
-                )
+                reduced = {
+                    k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None)
+                    for k in per_example
+                }
+                if self.augmentation.adaptive:
+                    reduced["augment_p"] = p
+                    self._adapt_p(reduced["d_real_sign"])
+                metrics = tf.stack([reduced[k] for k in names])
                 self._update_ema()
                 self.step.assign_add(1)
                 totals += metrics
@@ -305,9 +356,22 @@ class Gan:
                 finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(metrics)))
                 finite = tf.logical_and(finite, tf.math.is_finite(substeps))
             means = totals / tf.cast(n, tf.float32)
-            return {k: means[i] for i, k in enumerate(METRICS)}, finite
+            return {k: means[i] for i, k in enumerate(names)}, finite
 
         return train_steps
+
+    def _adapt_p(self, real_sign: tf.Tensor) -> None:
+        """ADA: p toward the --ada_target overfitting statistic; held with --ada_kimg=0."""
+        if self.config.ada_kimg > 0:
+            self.augment_p.assign(
+                augment.adjusted_p(
+                    self.augment_p,
+                    real_sign,
+                    self.config.ada_target,
+                    self.global_batch,
+                    self.config.ada_kimg,
+                )
+            )
 
     def non_finite_weights(self) -> list[str]:
         """Names of the weights (G, D, EMA G) holding a NaN or an infinity: never to be saved."""

@@ -23,7 +23,7 @@ from trainer import config as config_lib
 from trainer import strategy as strategy_lib
 from trainer.checkpoint import CheckpointStore
 from trainer.config import ConfigError, TrainConfig
-from trainer.gan import METRICS, Gan
+from trainer.gan import Gan
 from trainer.progress import Reporter
 from trainer.workspace import Workspace
 
@@ -174,7 +174,7 @@ def _train(
     sample_z, sample_labels = sample_inputs(config, spec.kept)
     evaluate = _make_evaluator(config, manifest, gan) if chief and config.eval_every else None
     reporter.start(step)
-    totals = dict.fromkeys(METRICS, 0.0)
+    totals = dict.fromkeys(gan.metric_names, 0.0)
     steps_since_log = 0
     # Seconds in train steps vs in everything else (samples, evaluation, checkpoints, uploads):
     # images/s counts only the first; the second is reported beside it.
@@ -202,7 +202,7 @@ def _train(
                     f"last good checkpoint kept: {store.latest or 'none'}"
                 )
             step += n
-            for k in METRICS:
+            for k in gan.metric_names:
                 totals[k] += float(metrics[k]) * n
             steps_since_log += n
             done = step >= config.train_steps
@@ -214,7 +214,7 @@ def _train(
                     train_seconds=train_seconds,
                     maintenance_seconds=maintenance_seconds,
                 )
-                totals, steps_since_log = dict.fromkeys(METRICS, 0.0), 0
+                totals, steps_since_log = dict.fromkeys(gan.metric_names, 0.0), 0
                 train_seconds = maintenance_seconds = 0.0
             began = time.perf_counter()
             if step % config.sample_every == 0 or done:

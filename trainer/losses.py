@@ -24,7 +24,15 @@ class GanLoss:
     gp_weight: float = 0.0  # the WGAN-GP penalty's weight when --gp_weight is not given
     probabilistic: bool = True  # logits are log-odds: report D(x) as sigmoid(logit)
     supports_label_smoothing: bool = False
+    # Logits with a meaningful zero (D(x) > 0: "real"); relativistic and Wasserstein critics are
+    # defined up to a shift, so only differences of their logits say anything.
+    anchored: bool = True
     description: str = ""
+
+    def real_sign(self, real: Tensor, fake: Tensor) -> Tensor:
+        """Per pair, +1 where D calls the real image real, -1 where not: the overfitting
+        statistic ADA steers p by, sign(D(x)), or sign(D(x) - D(G(z))) for unanchored logits."""
+        return tf.sign(real if self.anchored else real - tf.stop_gradient(fake))
 
 
 def _bce_discriminator(real: Tensor, fake: Tensor, smoothing: float) -> Tensor:
@@ -56,6 +64,7 @@ LOSSES: dict[str, GanLoss] = {
         generator=lambda real, fake: -fake,
         gp_weight=10.0,
         probabilistic=False,
+        anchored=False,
         description="WGAN critic with gradient penalty λ=10 (Gulrajani et al. 2017)",
     ),
     "hinge": GanLoss(
@@ -78,6 +87,7 @@ LOSSES: dict[str, GanLoss] = {
         discriminator=_unused_smoothing(lambda real, fake: tf.nn.softplus(fake - real)),
         generator=lambda real, fake: tf.nn.softplus(real - fake),
         probabilistic=False,
+        anchored=False,
         description=(
             "relativistic pairing loss RpGAN, softplus(D(fake) - D(real)) per pair (Jolicoeur-"
             "Martineau 2019; with R1 + R2, R3GAN: Huang et al. 2024)"

@@ -151,7 +151,12 @@ class Reporter:
             f"d_loss {record['d_loss']:.4f}  g_loss {record['g_loss']:.4f}  "
             f"D(x) {record['d_real']:.3f}  D(G(z)) {record['d_fake']:.3f}  "
             f"|grad D| {record['d_grad_norm']:.3g}  |grad G| {record['g_grad_norm']:.3g}"
-            + (f"  lr ×{record['lr_scale']:.2f}" if "lr_scale" in record else ""),
+            + (f"  lr ×{record['lr_scale']:.2f}" if "lr_scale" in record else "")
+            + (
+                f"  p {record['augment_p']:.3f}  rt {record['d_real_sign']:+.2f}"
+                if "augment_p" in record
+                else ""
+            ),
             flush=True,
         )
         self._append(record)

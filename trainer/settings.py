@@ -78,6 +78,28 @@ class TrainConfig:
         "channels' clusters independently: for data whose channels are independent images "
         "(Stacked MNIST), not for colour photos.",
     )
+    augment: str = setting(
+        "none",
+        "Augmentation of every image D sees, real and generated, in both players' steps "
+        "(limited data).",
+        registry=True,
+    )
+    augment_p: float = setting(
+        0.0, "--augment=ada: its probability p at the start; fixed there with --ada_kimg=0."
+    )
+    ada_target: float = setting(
+        0.6,
+        "--augment=ada: p rises while D's sign on augmented reals (sign(D(x)), or sign(D(x) - "
+        "D(G(z))) for relativistic and Wasserstein losses) averages above this, falls below.",
+    )
+    ada_kimg: float = setting(
+        100.0,
+        "--augment=ada: thousands of images over which p can move from 0 to 1 (the paper: 500, "
+        "too slow for a run of a few hundred kimg); 0: p stays at --augment_p.",
+    )
+    mirror: bool = setting(
+        False, "x-flip real images half the time: doubles a data set that looks right mirrored."
+    )
     latent_dim: int = setting(100, "Size of the latent vector z.")
     model_width: int = setting(64, "Channels of the first conv block (units scale along).")
     d_width: int = setting(

@@ -275,8 +275,25 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes_bitwise(
 PENALTIES = ["--loss=relativistic", "--r1_gamma=1", "--r2_gamma=1", "--penalty_every=3"]
 
 
+AUGMENTED = ["--augment=ada", "--augment_p=0.3", "--ada_kimg=0.1", "--mirror"]
+
+
+def test_a_run_with_adaptive_augmentation_resumes_to_the_same_weights_bitwise(
+    tiny_data_dir, tmp_path
+):
+    # p moved (0.16 a step) and was checkpointed at 5: the resume continues from it.
+    _, resumed = stopped_at_5_and_resumed_to_8(tiny_data_dir, tmp_path, *AUGMENTED, *PENALTIES)
+    assert "trainer: resuming at step 5 from " in resumed.stdout, resumed.stdout
+    p = next(
+        v for k, v in checkpoint_tensors(str(tmp_path / "resumed"), 8).items() if "augment_p" in k
+    )
+    assert float(p) != pytest.approx(0.3)
+
+
 @pytest.mark.parametrize(
-    "options", [[], [*PENALTIES, "--lr_decay_start=0.5"]], ids=["plain", "penalties, lr decay"]
+    "options",
+    [[], [*PENALTIES, "--lr_decay_start=0.5"], [*AUGMENTED, *PENALTIES], ["--augment=diffaugment"]],
+    ids=["plain", "penalties, lr decay", "ada, mirror, penalties", "diffaugment"],
 )
 def test_mirrored_over_two_cpus_matches_the_default_strategy(options, tiny_data_dir, tmp_path):
     # Dropout off: Keras draws dropout masks per replica, which no strategy can make equal.
