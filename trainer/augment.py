@@ -173,17 +173,21 @@ _LUMA_CROSS = np.cross(np.eye(3, dtype=np.float32), _LUMA)  # v×: Rodrigues' ro
 # --- the pipelines ------------------------------------------------------------------------------
 
 
+Transform = Callable[[Tensor], Tensor]
+
+
 @dataclasses.dataclass(frozen=True)
 class Pipeline:
-    """An augmentation: ``apply(images, draws, p)``; ``adaptive`` when the train step moves p."""
+    """An augmentation. ``bind(draws, p, height, width)`` fixes one batch's random transforms
+    (computed once, however often D is evaluated on them) as a function of the images;
+    ``adaptive`` when the train step moves p."""
 
-    apply: Callable[[Tensor, Draws, Tensor], Tensor]
+    bind: Callable[[Draws, Tensor, int, int], Transform]
     adaptive: bool
     description: str
 
-
-def _identity(images: Tensor, draws: Draws, p: Tensor) -> Tensor:
-    return images
+    def apply(self, images: Tensor, draws: Draws, p: Tensor | float) -> Tensor:
+        return self.bind(draws, p, images.shape[1], images.shape[2])(images)
 
 
 def diffaugment(images: Tensor, draws: Draws, p: Tensor | float = 1.0) -> Tensor:
@@ -191,21 +195,20 @@ def diffaugment(images: Tensor, draws: Draws, p: Tensor | float = 1.0) -> Tensor
     (``p`` is unused): brightness + U(-½, ½); saturation × U(0, 2) around each pixel's channel
     mean; contrast × U(½, 3/2) around the image's mean; a translation by up to ⅛ of the size
     in whole pixels, zeros filled in; a zeroed square of half the size at a random centre."""
+    return _bind_diffaugment(draws, p, images.shape[1], images.shape[2])(images)
+
+
+def _bind_diffaugment(draws: Draws, p: Tensor | float, height: int, width: int) -> Transform:
     columns = _Columns(draws)
-    x = tf.cast(images, tf.float32)
-    height, width = x.shape[1], x.shape[2]
-    x = x + (columns.uniform() - 0.5)[:, None, None, None]
-    pixel_mean = tf.reduce_mean(x, axis=3, keepdims=True)
-    x = (x - pixel_mean) * (2.0 * columns.uniform())[:, None, None, None] + pixel_mean
-    image_mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-    x = (x - image_mean) * (columns.uniform() + 0.5)[:, None, None, None] + image_mean
+    brightness = (columns.uniform() - 0.5)[:, None, None, None]
+    saturation = (2.0 * columns.uniform())[:, None, None, None]
+    contrast = (columns.uniform() + 0.5)[:, None, None, None]
 
     def shift(size: int) -> Tensor:
         most = int(size * 0.125 + 0.5)
         return tf.floor(columns.uniform() * (2 * most + 1)) - most
 
-    x = resample(x, _translate_inverse(shift(width), shift(height)), fill="zeros")
-
+    translation = _translate_inverse(shift(width), shift(height))
     cut_h, cut_w = int(height * 0.5 + 0.5), int(width * 0.5 + 0.5)
     centre_x = tf.floor(columns.uniform() * (width + 1 - cut_w % 2))
     centre_y = tf.floor(columns.uniform() * (height + 1 - cut_h % 2))
@@ -214,9 +217,18 @@ def diffaugment(images: Tensor, draws: Draws, p: Tensor | float = 1.0) -> Tensor
     left, top = centre_x[:, None] - cut_w // 2, centre_y[:, None] - cut_h // 2
     in_cols = (cols >= left) & (cols < left + cut_w)  # [B, W]
     in_rows = (rows >= top) & (rows < top + cut_h)  # [B, H]
-    cut = tf.logical_and(in_rows[:, :, None], in_cols[:, None, :])
-    x = x * tf.cast(~cut, tf.float32)[..., None]
-    return tf.cast(x, images.dtype)
+    kept = tf.cast(~tf.logical_and(in_rows[:, :, None], in_cols[:, None, :]), tf.float32)
+
+    def transform(images: Tensor) -> Tensor:
+        x = tf.cast(images, tf.float32) + brightness
+        pixel_mean = tf.reduce_mean(x, axis=3, keepdims=True)
+        x = (x - pixel_mean) * saturation + pixel_mean
+        image_mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+        x = (x - image_mean) * contrast + image_mean
+        x = resample(x, translation, fill="zeros") * kept[..., None]
+        return tf.cast(x, images.dtype)
+
+    return transform
 
 
 # StyleGAN2-ADA's 'bgc' strengths (its AugmentPipe defaults).
@@ -323,28 +335,32 @@ def ada_colour(draws: Draws, p: Tensor) -> tuple[Tensor, Tensor]:
     return matrix, offset
 
 
-def ada(images: Tensor, draws: Draws, p: Tensor) -> Tensor:
-    """StyleGAN2-ADA's geometric + colour pipeline, each transform with probability ``p``; the
-    images pass untouched (no resampling) while p is 0."""
-    height, width = images.shape[1], images.shape[2]
+def ada(images: Tensor, draws: Draws, p: Tensor | float) -> Tensor:
+    """StyleGAN2-ADA's geometric + colour pipeline, each transform with probability ``p``."""
+    return _bind_ada(draws, p, images.shape[1], images.shape[2])(images)
 
-    def augmented() -> Tensor:
-        moved = resample(images, ada_geometry(draws, p, height, width), fill="reflect")
-        return _apply_colour(moved, *ada_colour(draws, p))
 
-    return tf.cond(p > 0, augmented, lambda: tf.identity(images))
+def _bind_ada(draws: Draws, p: Tensor | float, height: int, width: int) -> Transform:
+    # No tf.cond skipping p = 0: under the R1 penalty's double backprop it made the step's graph
+    # take minutes to build.
+    p = tf.convert_to_tensor(p, tf.float32)
+    geometry = ada_geometry(draws, p, height, width)
+    colour = ada_colour(draws, p)
+    return lambda images: _apply_colour(resample(images, geometry, fill="reflect"), *colour)
 
 
 PIPELINES: dict[str, Pipeline] = {
-    "none": Pipeline(_identity, adaptive=False, description="no augmentation"),
+    "none": Pipeline(
+        lambda draws, p, height, width: tf.identity, adaptive=False, description="none"
+    ),
     "diffaugment": Pipeline(
-        diffaugment,
+        _bind_diffaugment,
         adaptive=False,
         description="DiffAugment's colour, translation and cutout on every image (Zhao et al. "
         "2020)",
     ),
     "ada": Pipeline(
-        ada,
+        _bind_ada,
         adaptive=True,
         description="StyleGAN2-ADA's geometric and colour pipeline at an adaptive probability "
         "p (Karras et al. 2020)",

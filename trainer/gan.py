@@ -168,7 +168,9 @@ class Gan:
             self._stateless(uniform, step, substep, (augment.DRAWS,)),
             self._stateless(normal, step, substep, (augment.DRAWS,), normal=True),
         )
-        return lambda images: critic(self.augmentation.apply(images, draws, self.augment_p))
+        height, width = self.data.shape[:2]
+        transform = self.augmentation.bind(draws, self.augment_p, height, width)
+        return lambda images: critic(transform(images))
 
     def _discriminator_loss(
         self, real, fake, labels, step, substep
