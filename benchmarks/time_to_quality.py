@@ -61,7 +61,12 @@ def run_tutorial(data_dir: str, minutes: float, classifier_dir: str, out: str) -
 
 
 def run_project(
-    data_dir: str, minutes: float, classifier_dir: str, workdir: str, flags: dict[str, object]
+    data_dir: str,
+    minutes: float,
+    classifier_dir: str,
+    workdir: str,
+    flags: dict[str, object],
+    eval_samples: int = STACKED_SAMPLES,
 ) -> dict:
     """Train ``python -m trainer.task`` with ``flags`` for ``minutes`` (or the ``train_steps`` in
     ``flags``), export, return the scores."""
@@ -90,7 +95,7 @@ def run_project(
             f"--job_dir={job}",
             f"--export_dir={export}",
             f"--classifier_dir={classifier_dir}",
-            f"--eval_samples={STACKED_SAMPLES}",
+            f"--eval_samples={eval_samples}",
         ],
         check=True,
         cwd=bench.REPO_ROOT,

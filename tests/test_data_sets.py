@@ -146,6 +146,23 @@ def test_labelled_rgb_folder_trains_exports_and_renders(tmp_path):
     assert_gallery_renders(export, "pets (32×32×3, 2 classes)", "rows are the classes cats, dogs")
 
 
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_the_resnet_trains_and_exports_at_each_rgb_size(size, tmp_path):
+    source = write_folder(str(tmp_path / "art"), ["ink", "oil"], 10, (size, size))
+    preprocess(source, str(tmp_path / "data"), "--test_percent=20")
+    narrow = ["--architecture=resnet", "--model_width=4", "--augment=ada", "--augment_p=0.5"]
+    for conditional, labels in (("--conditional", [0, 1, 1]), ("--noconditional", None)):
+        export = train_and_export(
+            str(tmp_path / "data"), str(tmp_path / conditional), *narrow, conditional
+        )
+        assert served_shape(export, 16, labels, str(tmp_path)) == [
+            len(labels or [0, 0]),
+            size,
+            size,
+            3,
+        ]
+
+
 def test_unlabelled_folder_is_scored_by_sliced_wasserstein(tmp_path):
     source = write_folder(str(tmp_path / "faces"), [], 30, (64, 64))
     manifest = preprocess(source, str(tmp_path / "data"))

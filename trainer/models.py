@@ -264,6 +264,85 @@ def _upsample_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.
     return layers.Flatten()(x)
 
 
+# --- resnet: a modern baseline without normalization (after R3GAN) ------------------------------
+# Huang et al. 2024's G and D, scaled to a CPU: one residual block per resolution, plain 3×3
+# convolutions in the block (grouped ones cost more than they save on CPUs: benchmarks/README.md,
+# "Architecture for RGB"), no normalization layers, fix-up initialization (each block's last
+# convolution starts at zero, so every block starts as the identity), bilinear resampling, leaky
+# ReLU, the label's embedding beside z in G and a projection D.
+
+
+def _stage_channels(spec_width: int, blocks: int, stage: int) -> int:
+    """Channels at a resolution stage (0: the first feature map), halving as it doubles."""
+    return spec_width << (blocks - stage)
+
+
+def _residual(x: keras.KerasTensor, channels: int, depth: int, conv=lambda c: c):
+    """x + conv₃ₓ₃(lrelu(conv₃ₓ₃(lrelu(x)))), the second convolution zero at the start; the
+    first scaled by depth^-¼ (Fixup, Zhang et al. 2019, m = 2 layers a branch)."""
+    scaled = keras.initializers.VarianceScaling(2.0 * depth**-0.5, "fan_in", "truncated_normal")
+    branch = _apply(
+        x,
+        layers.LeakyReLU(0.2),
+        conv(layers.Conv2D(channels, 3, padding="same", kernel_initializer=scaled)),
+        layers.LeakyReLU(0.2),
+        conv(layers.Conv2D(channels, 3, padding="same", kernel_initializer="zeros")),
+    )
+    return layers.Add()([x, branch])
+
+
+def _resnet_generator(
+    z: keras.KerasTensor, spec: ModelSpec, norm: NormFactory
+) -> keras.KerasTensor:
+    height, width, channels = spec.image_shape
+    blocks = upsampling_blocks(height, width)
+    base_h, base_w = height >> blocks, width >> blocks
+    x = _apply(
+        z,
+        layers.Dense(base_h * base_w * _stage_channels(spec.width, blocks, 0)),
+        layers.Reshape((base_h, base_w, _stage_channels(spec.width, blocks, 0))),
+    )
+    for stage in range(blocks + 1):
+        if stage:
+            x = _apply(
+                x,
+                layers.UpSampling2D(interpolation="bilinear"),
+                layers.Conv2D(_stage_channels(spec.width, blocks, stage), 1),
+            )
+        x = _residual(x, _stage_channels(spec.width, blocks, stage), blocks + 1)
+    return _apply(
+        x,
+        layers.LeakyReLU(0.2),
+        layers.Conv2D(channels, 1, activation="tanh", dtype="float32"),
+    )
+
+
+def _resnet_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    blocks = upsampling_blocks(*spec.image_shape[:2])
+    width = spec.discriminator_width
+
+    def sn(layer: layers.Layer) -> layers.Layer:
+        return _sn(layer, spec)
+
+    x = sn(layers.Conv2D(_stage_channels(width, blocks, blocks), 1))(image)
+    for stage in range(blocks, -1, -1):
+        x = _residual(x, _stage_channels(width, blocks, stage), blocks + 1, conv=sn)
+        if stage:
+            x = _apply(
+                x,
+                layers.AveragePooling2D(2),
+                sn(layers.Conv2D(_stage_channels(width, blocks, stage - 1), 1)),
+            )
+    return _apply(
+        x,
+        _minibatch_std(spec, last=True),
+        layers.LeakyReLU(0.2),
+        layers.Flatten(),
+        sn(layers.Dense(_stage_channels(width, blocks, 0))),
+        layers.LeakyReLU(0.2),
+    )
+
+
 ARCHITECTURES: dict[str, Architecture] = {
     "dense": Architecture(
         _dense_generator,
@@ -280,6 +359,13 @@ ARCHITECTURES: dict[str, Architecture] = {
         _upsample_generator,
         _upsample_discriminator,
         "UpSampling2D+Conv2D generator on 32×32 padded inputs (the Keras GAN class seed)",
+    ),
+    "resnet": Architecture(
+        _resnet_generator,
+        _resnet_discriminator,
+        "residual G and D without normalization, fix-up initialization, bilinear resampling "
+        "(after R3GAN, Huang et al. 2024), for RGB at 32-256 px",
+        label_beside_z=True,
     ),
 }
 

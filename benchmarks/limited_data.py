@@ -1,0 +1,121 @@
+"""Limited data: augmentation and architectures on a user's folder of real images.
+
+    python -m benchmarks.limited_data [--data=twemoji] [--minutes=20 | --kimg=N] [--only=NAME ...]
+
+``--data=twemoji``: the 3,786 Twemoji PNGs of ``emoji-datasource-twitter@16.0.0`` as a labelled
+folder (``benchmarks/twemoji.py``; fetched once into the cache), preprocessed with the defaults
+(alpha over white). Each variant is ``--preset=pipeline`` with its own flags, trained for
+``--minutes`` (or ``--kimg``) one after the other, exported and scored by the export's evaluator:
+FD and KID in the data set's own feature space beside the real-data floor, precision / recall,
+and the memorization share. Sample grids stay in ``--keep`` when given. Prints a table, writes
+JSON after every variant (earlier variants of the same budget are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from benchmarks import common as bench
+from benchmarks import twemoji
+from benchmarks.time_to_quality import on_images, run_project
+
+KEYS = ("frechet_distance", "kernel_distance", "precision", "recall", "memorization_share")
+
+VARIANTS: dict[str, dict[str, object]] = {
+    "pipeline preset (before)": {"preset": "pipeline"},
+    "diffaugment": {"preset": "pipeline", "augment": "diffaugment"},
+    "ada": {"preset": "pipeline", "augment": "ada"},
+    "ada + mirror": {"preset": "pipeline", "augment": "ada", "mirror": "true"},
+}
+
+
+def ensure_twemoji(cache: str) -> str:
+    """The preprocessed Twemoji folder, made once in the cache."""
+    data_dir = os.path.join(cache, "twemoji-data")
+    if not os.path.exists(os.path.join(data_dir, "manifest.json")):
+        folder = os.path.join(cache, "twemoji-folder")
+        twemoji.lay_out(twemoji.fetch(cache), folder)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "preprocessing.run",
+                f"--source={folder}",
+                f"--output_dir={data_dir}",
+            ],
+            check=True,
+            cwd=bench.REPO_ROOT,
+        )
+    return data_dir
+
+
+DATA = {"twemoji": ensure_twemoji}
+
+
+def previous(path: str, budget: dict, data: str) -> dict[str, dict]:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        saved = json.load(f)
+    same = all(saved.get(k) == v for k, v in {**budget, "data": data}.items())
+    return saved.get("results", {}) if same else {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", choices=sorted(DATA), default="twemoji")
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--kimg", type=float, default=0.0)
+    parser.add_argument("--only", action="append", default=[], help="A variant; repeatable.")
+    parser.add_argument("--cache", default=twemoji.DEFAULT_CACHE)
+    parser.add_argument("--keep", default="", help="Copy each variant's job and export here.")
+    parser.add_argument("--json", default="")
+    args = parser.parse_args()
+    names = args.only or list(VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    budget = {"kimg": args.kimg} if args.kimg else {"minutes": args.minutes}
+    path = args.json or os.path.join(bench.RESULTS_DIR, f"limited_data_{args.data}.json")
+    data_dir = DATA[args.data](args.cache)
+    classifier_dir = os.path.join(args.cache, f"{args.data}-classifier")
+    results = previous(path, budget, args.data)
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix="bench-limited-") as workdir:
+            flags, minutes = dict(VARIANTS[name]), args.minutes
+            if args.kimg:
+                flags, minutes = on_images(flags, args.kimg), 0
+            result = run_project(
+                data_dir, minutes, classifier_dir, workdir, flags, eval_samples=10_000
+            )
+            if args.keep:
+                kept = os.path.join(args.keep, name.replace(" ", "_"))
+                shutil.rmtree(kept, ignore_errors=True)
+                shutil.copytree(workdir, kept)
+        results[name] = {**result, "flags": flags}
+        print(f"{name}: {result['images'] / 1000:.0f} kimg, {result['model']}", flush=True)
+        bench.write_json(
+            path, {"benchmark": "limited_data", "data": args.data, **budget, "results": results}
+        )
+    rows = [
+        {
+            "variant": name,
+            "kimg": r["images"] / 1000,
+            "img/s": r["images"] / r["seconds"],
+            **r["model"],
+        }
+        for name, r in results.items()
+    ]
+    floor = next(iter(results.values()))["real_floor"]
+    rows.append({"variant": "real data (floor)", "kimg": "", "img/s": "", **floor})
+    bench.print_table(rows, ["variant", "kimg", "img/s", *KEYS])
+
+
+if __name__ == "__main__":
+    main()
