@@ -48,7 +48,7 @@ def route(args: Sequence[str]) -> tuple[list[str], list[str]]:
         (trainer if name in TRAINER_FLAGS else preprocess).append(arg)
     given = {_flag_name(a) for a in trainer}
     # The measured configuration (trainer/presets.py); the user's own flags win over it.
-    trainer = ([] if "preset" in given else [f"--preset={presets.PIPELINE}"]) + trainer
+    trainer = ([] if "preset" in given else [f"--preset={presets.AUTO}"]) + trainer
     return preprocess, trainer
 
 

@@ -202,7 +202,7 @@ def trainer_args(
     else:
         strategy = "auto"
     given = {arg.lstrip("-").split("=", 1)[0] for arg in extra}
-    preset = [] if "preset" in given else [f"--preset={presets.PIPELINE}"]
+    preset = [] if "preset" in given else [f"--preset={presets.AUTO}"]
     return [
         f"--data_dir={target.data_dir}",
         *preset,

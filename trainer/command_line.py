@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from absl import flags
 
 from common import cli
-from trainer import augment, losses, models, settings
+from trainer import augment, losses, models, presets, settings
 from trainer import config as config_lib
 
 # Choices that live in registries, and the help that describes their entries.
@@ -53,7 +53,10 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 
 def config_from(
-    flag_values: flags.FlagValues, argv: Sequence[str], environ: Mapping[str, str]
+    flag_values: flags.FlagValues,
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    read_data: bool = True,
 ) -> config_lib.TrainConfig:
     """The preset, then the flags given, then Vertex AI's output directories for unset ones.
     ``argv`` is what absl left unparsed (the program name first): anything more is refused."""
@@ -61,7 +64,22 @@ def config_from(
         raise config_lib.ConfigError(f"unexpected arguments {' '.join(argv[1:])}")
     values = {name: flag_values[name].value for name in settings.NAMES}
     given = {name for name in settings.NAMES if flag_values[name].present}
+    if read_data and values["preset"] == presets.AUTO and values["data_dir"]:
+        # --noconditional on labelled data asks for an unconditional recipe.
+        unlabelled = "conditional" in given and not values["conditional"]
+        values["preset"], why = automatic_preset(str(values["data_dir"]), unlabelled)
+        print(f"trainer: --preset=auto → {values['preset']}: {why}", flush=True)
     return config_lib.resolve(values, given, environ)
+
+
+def automatic_preset(data_dir: str, unlabelled: bool = False) -> tuple[str, str]:
+    """The preset ``--preset=auto`` trains on ``data_dir``, from its manifest, and why."""
+    from trainer import data
+
+    manifest = data.read_manifest(data_dir)
+    spec = data.data_spec(manifest)
+    train = int(manifest["splits"]["train"]["num_examples"])
+    return presets.automatic(spec.shape, spec.labelled and not unlabelled, train)
 
 
 def parse(args: Sequence[str], environ: Mapping[str, str]) -> config_lib.TrainConfig:
@@ -73,4 +91,4 @@ def parse(args: Sequence[str], environ: Mapping[str, str]) -> config_lib.TrainCo
         unparsed = flag_values(["trainer", *args])
     except flags.Error as e:
         raise config_lib.ConfigError(cli.flag_error(e, settings.RETIRED)) from e
-    return config_from(flag_values, unparsed, environ)
+    return config_from(flag_values, unparsed, environ, read_data=False)

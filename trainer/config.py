@@ -31,6 +31,8 @@ def resolve(
     Vertex AI's ``AIP_*`` variables in ``environ``.
     """
     preset = str(values.get("preset") or presets.TUTORIAL)
+    if preset == presets.AUTO:  # a launcher checking flags before the data exists
+        preset = presets.PIPELINE
     _check(preset in presets.PRESETS, f"--preset={preset}: choose one of {sorted(presets.PRESETS)}")
     resolved = {**values, "preset": preset}
     resolved.update({k: v for k, v in presets.PRESETS[preset].items() if k not in given})

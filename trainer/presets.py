@@ -12,7 +12,10 @@ from __future__ import annotations
 TUTORIAL = "tutorial"
 PIPELINE = "pipeline"
 UNCONDITIONAL = "unconditional"
+LIMITED = "limited"
+LIMITED_UNCONDITIONAL = "limited_unconditional"
 SMOKE = "smoke"
+AUTO = "auto"  # not a preset: the one ``automatic`` picks for the data
 
 # R3GAN's objective (Huang et al. 2024): the relativistic pairing loss with R1 and R2 on real and
 # generated images, γ = 1, Adam(5e-4, β1 0, β2 0.99), no dropout in D. Picked for the
@@ -55,6 +58,16 @@ _PIPELINE: dict[str, object] = {
     "eval_samples": 2000,
 }
 
+# Augmentation against a discriminator that memorizes a small data set; the rest is the
+# pipeline preset's.
+LIMITED_DATA: dict[str, object] = {
+    "augment": "ada",
+}
+
+# What "MNIST-like" means to ``automatic``: where the MNIST presets were measured.
+MNIST_LIKE_MAX_SIDE = 32
+MNIST_LIKE_MIN_IMAGES = 20_000
+
 PRESETS: dict[str, dict[str, object]] = {
     # The TensorFlow DCGAN tutorial: width 64, batch 128, non-saturating loss, Adam(2e-4, 0.5).
     TUTORIAL: {},
@@ -81,6 +94,15 @@ PRESETS: dict[str, dict[str, object]] = {
         "checkpoint_every": 4000,
         "eval_every": 6000,
     },
+    # A user's folder: a few thousand images, often RGB (benchmarks/README.md, "Limited data").
+    LIMITED: {**_PIPELINE, **LIMITED_DATA},
+    LIMITED_UNCONDITIONAL: {
+        **_PIPELINE,
+        **ZERO_CENTRED_GAN,
+        "conditional": False,
+        "clusters": 0,
+        **LIMITED_DATA,
+    },
     # The pipeline's model at toy size: a build or a cluster checked end to end in minutes
     # (the cloud rehearsal test trains it), not a model anyone should use.
     SMOKE: {
@@ -105,3 +127,23 @@ def describe() -> str:
         f"{name}: " + (", ".join(f"{k}={v}" for k, v in values.items()) or "the dataclass defaults")
         for name, values in PRESETS.items()
     )
+
+
+def automatic(image_shape: tuple[int, ...], labelled: bool, train_images: int) -> tuple[str, str]:
+    """``--preset=auto``: the measured preset for data of this kind, and why (StyleGAN2-ADA's
+    ``--cfg=auto`` in spirit): the MNIST recipes where they were measured, grayscale images of
+    at most 32 px with tens of thousands of them; the limited-data recipes for the rest."""
+    height, width, channels = image_shape
+    labels = "labelled" if labelled else "unlabelled"
+    kind = f"{height}×{width}×{channels}, {train_images:,} {labels} training images"
+    mnist_like = channels == 1 and max(height, width) <= MNIST_LIKE_MAX_SIDE
+    if mnist_like and train_images >= MNIST_LIKE_MIN_IMAGES:
+        return (PIPELINE if labelled else UNCONDITIONAL), f"{kind}: MNIST-like, its recipe"
+    why = (
+        f"fewer than {MNIST_LIKE_MIN_IMAGES:,} images"
+        if mnist_like
+        else f"not grayscale of at most {MNIST_LIKE_MAX_SIDE} px"
+    )
+    return (
+        LIMITED if labelled else LIMITED_UNCONDITIONAL
+    ), f"{kind}: {why}, the limited-data recipe"

@@ -34,8 +34,9 @@ class TrainConfig:
     job_dir: str = setting(None, "Checkpoints, logs, samples, metrics (local or gs://).")
     preset: str = setting(
         presets.TUTORIAL,
-        "Named configuration; flags given explicitly win over it. " + presets.describe(),
-        choices=tuple(sorted(presets.PRESETS)),
+        "Named configuration; flags given explicitly win over it. auto: the one for the "
+        "data's kind (printed with the reason). " + presets.describe(),
+        choices=(presets.AUTO, *sorted(presets.PRESETS)),
     )
     architecture: str = setting("dcgan", "Generator and discriminator networks.", registry=True)
     loss: str = setting("non_saturating", "The adversarial loss.", registry=True)

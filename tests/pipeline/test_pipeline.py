@@ -66,6 +66,11 @@ def test_every_line_on_the_terminal_is_progress_a_result_or_an_error(pipeline_ru
     assert others == [], others[:10]
     for stage in ("preprocessing: wrote", "trainer: stopped", "export: ", "pipeline: done"):
         assert any(line.startswith(stage) for line in lines), stage
+    # 512 digits are not MNIST's 60,000: the recipe for limited data, and the reason, said.
+    assert (
+        "trainer: --preset=auto → limited: 28×28×1, 512 labelled training images: fewer than "
+        "20,000 images, the limited-data recipe" in lines
+    ), [ln for ln in lines if "auto" in ln]
 
 
 @pytest.mark.each_python
@@ -329,7 +334,7 @@ def test_route_sends_flags_to_their_stage_and_user_flags_win_over_defaults():
 
     preprocess, trainer = route(["--digits=3", "--runner=DirectRunner", "--batch_size=32"])
     assert preprocess == ["--digits=3", "--runner=DirectRunner"]
-    assert trainer == ["--preset=pipeline", "--batch_size=32"]  # the measured default, then
+    assert trainer == ["--preset=auto", "--batch_size=32"]  # the measured default, then
 
     _, trainer = route(["--noconditional", "--preset=tutorial"])
     assert trainer == ["--noconditional", "--preset=tutorial"]

@@ -162,3 +162,21 @@ def test_clusters_per_channel_need_a_coordinate_of_z_per_channel():
     config = config_lib.resolve(flag_values(**given), given=set(given) | set(DIRS))
     with pytest.raises(models.ShapeError, match="3 channels each draw their cluster from a"):
         config.model_spec(STACKS)
+
+
+@pytest.mark.parametrize(
+    "shape, labelled, images, expected",
+    [
+        ((28, 28, 1), True, 60_000, "pipeline"),  # MNIST: `make run` keeps its recipe
+        ((28, 28, 1), False, 60_000, "unconditional"),  # pipeline.run --noconditional
+        ((32, 32, 1), True, 20_000, "pipeline"),
+        ((28, 28, 1), True, 1_000, "limited"),  # the first 1,000 digits
+        ((64, 64, 3), True, 3_429, "limited"),  # the Twemoji folder
+        ((64, 64, 3), False, 3_429, "limited_unconditional"),
+        ((32, 32, 3), True, 50_000, "limited"),  # RGB: not where the MNIST recipes were measured
+    ],
+)
+def test_auto_picks_the_recipe_measured_for_the_datas_kind(shape, labelled, images, expected):
+    name, why = presets.automatic(shape, labelled, images)
+    assert name == expected and f"{images:,} " in why
+    config_lib.resolve(flag_values(preset=name))  # a valid configuration
