@@ -59,7 +59,7 @@ _PIPELINE: dict[str, object] = {
 }
 
 # Augmentation against a discriminator that memorizes a small data set; the rest is the
-# pipeline preset's.
+# pipeline preset's. ADA over DiffAugment and none: benchmarks/README.md, "Limited data".
 LIMITED_DATA: dict[str, object] = {
     "augment": "ada",
 }
@@ -94,7 +94,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "checkpoint_every": 4000,
         "eval_every": 6000,
     },
-    # A user's folder: a few thousand images, often RGB (benchmarks/README.md, "Limited data").
+    # A user's folder: a few thousand images, often RGB.
     LIMITED: {**_PIPELINE, **LIMITED_DATA},
     LIMITED_UNCONDITIONAL: {
         **_PIPELINE,
