@@ -50,6 +50,18 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
+def print_runs(results: dict[str, dict], label: str, keys: tuple[str, ...]) -> None:
+    """The table of exported training runs (``run_project``'s results by name): kimg, img/s and
+    the metrics ``keys``, then the real-data floor's row."""
+    rows = [
+        {label: name, "kimg": r["images"] / 1000, "img/s": r["images"] / r["seconds"], **r["model"]}
+        for name, r in results.items()
+    ]
+    floor = next(iter(results.values()))["real_floor"]
+    rows.append({label: "real data (floor)", "kimg": "", "img/s": "", **floor})
+    print_table(rows, [label, "kimg", "img/s", *keys])
+
+
 def write_json(path: str, payload: dict) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:

@@ -119,18 +119,7 @@ def main() -> None:
         bench.write_json(
             path, {"benchmark": "limited_data", "data": args.data, **budget, "results": results}
         )
-    rows = [
-        {
-            "variant": name,
-            "kimg": r["images"] / 1000,
-            "img/s": r["images"] / r["seconds"],
-            **r["model"],
-        }
-        for name, r in results.items()
-    ]
-    floor = next(iter(results.values()))["real_floor"]
-    rows.append({"variant": "real data (floor)", "kimg": "", "img/s": "", **floor})
-    bench.print_table(rows, ["variant", "kimg", "img/s", *KEYS])
+    bench.print_runs(results, "variant", KEYS)
 
 
 if __name__ == "__main__":

@@ -167,18 +167,7 @@ def main() -> None:
             args.json,
             {"benchmark": "unconditional_selection", **budget, "results": results},
         )
-    rows = [
-        {
-            "candidate": name,
-            "kimg": r["images"] / 1000,
-            "img/s": r["images"] / r["seconds"],
-            **r["model"],
-        }
-        for name, r in results.items()
-    ]
-    floor = next(iter(results.values()))["real_floor"]
-    rows.append({"candidate": "real data (floor)", "kimg": "", "img/s": "", **floor})
-    bench.print_table(rows, ["candidate", "kimg", "img/s", *KEYS])
+    bench.print_runs(results, "candidate", KEYS)
 
 
 if __name__ == "__main__":
