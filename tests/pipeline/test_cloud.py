@@ -195,7 +195,7 @@ def test_cloudbuild_steps_in_order_with_the_image_and_the_gates_exit_codes():
     assert "--promoted=gs://my-bucket/models/gan" in promote and "--commit=0123abc" in promote
     _, train = build.module_args("train")
     assert train[train.index("--") + 1 :] == [
-        "--preset=pipeline",
+        "--preset=auto",
         "--batch_size=64",
         "--train_steps=100",
     ]
