@@ -50,6 +50,17 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
+def previous_results(path: str, budget: dict[str, float]) -> dict[str, dict]:
+    """Results already in ``path`` for the same budget: a run of a few candidates adds to them."""
+    try:
+        with open(path) as f:
+            previous = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    same = all(previous.get(key) == value for key, value in budget.items())
+    return previous.get("results", {}) if same else {}
+
+
 def print_runs(results: dict[str, dict], label: str, keys: tuple[str, ...]) -> None:
     """The table of exported training runs (``run_project``'s results by name): kimg, img/s and
     the metrics ``keys``, then the real-data floor's row."""

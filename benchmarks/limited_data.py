@@ -14,7 +14,6 @@ JSON after every variant (earlier variants of the same budget are kept).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -72,15 +71,6 @@ def ensure_twemoji(cache: str) -> str:
 DATA = {"twemoji": ensure_twemoji}
 
 
-def previous(path: str, budget: dict, data: str) -> dict[str, dict]:
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        saved = json.load(f)
-    same = all(saved.get(k) == v for k, v in {**budget, "data": data}.items())
-    return saved.get("results", {}) if same else {}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=sorted(DATA), default="twemoji")
@@ -99,7 +89,7 @@ def main() -> None:
     path = args.json or os.path.join(bench.RESULTS_DIR, f"limited_data_{args.data}.json")
     data_dir = DATA[args.data](args.cache)
     classifier_dir = os.path.join(args.cache, f"{args.data}-classifier")
-    results = previous(path, budget, args.data)
+    results = bench.previous_results(path, {**budget, "data": args.data})
     peak = matmul_peak("float32")
     print(f"host matmul peak {peak:.0f} GFLOP/s fp32", flush=True)
     for name in names:

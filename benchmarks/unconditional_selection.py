@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import tempfile
 
@@ -113,17 +112,6 @@ CANDIDATES: dict[str, dict[str, object]] = {
 }
 
 
-def previous_results(path: str, budget: dict[str, float]) -> dict[str, dict]:
-    """Results already in ``path`` for the same budget: a run of a few candidates adds to them."""
-    try:
-        with open(path) as f:
-            previous = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    same = all(previous.get(key) == value for key, value in budget.items())
-    return previous.get("results", {}) if same else {}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0)
@@ -152,7 +140,7 @@ def main() -> None:
         parser.error("--minutes must be positive and --kimg not negative")
     budget = {"kimg": args.kimg} if args.kimg else {"minutes": args.minutes}
     data_dir = ensure_data_dir(args.data_dir)
-    results = previous_results(args.json, budget)
+    results = bench.previous_results(args.json, budget)
     for name in names:
         with tempfile.TemporaryDirectory(prefix="bench-select-") as workdir:
             flags = {**BASE, **CANDIDATES[name]}

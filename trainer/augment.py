@@ -190,15 +190,11 @@ class Pipeline:
         return self.bind(draws, p, images.shape[1], images.shape[2])(images)
 
 
-def diffaugment(images: Tensor, draws: Draws, p: Tensor | float = 1.0) -> Tensor:
+def _bind_diffaugment(draws: Draws, p: Tensor | float, height: int, width: int) -> Transform:
     """DiffAugment's ``color,translation,cutout`` policy (Zhao et al. 2020), on every image
     (``p`` is unused): brightness + U(-½, ½); saturation × U(0, 2) around each pixel's channel
     mean; contrast × U(½, 3/2) around the image's mean; a translation by up to ⅛ of the size
     in whole pixels, zeros filled in; a zeroed square of half the size at a random centre."""
-    return _bind_diffaugment(draws, p, images.shape[1], images.shape[2])(images)
-
-
-def _bind_diffaugment(draws: Draws, p: Tensor | float, height: int, width: int) -> Transform:
     columns = _Columns(draws)
     brightness = (columns.uniform() - 0.5)[:, None, None, None]
     saturation = (2.0 * columns.uniform())[:, None, None, None]
@@ -335,12 +331,8 @@ def ada_colour(draws: Draws, p: Tensor) -> tuple[Tensor, Tensor]:
     return matrix, offset
 
 
-def ada(images: Tensor, draws: Draws, p: Tensor | float) -> Tensor:
-    """StyleGAN2-ADA's geometric + colour pipeline, each transform with probability ``p``."""
-    return _bind_ada(draws, p, images.shape[1], images.shape[2])(images)
-
-
 def _bind_ada(draws: Draws, p: Tensor | float, height: int, width: int) -> Transform:
+    """StyleGAN2-ADA's geometric + colour pipeline, each transform with probability ``p``."""
     # No tf.cond skipping p = 0: under the R1 penalty's double backprop it made the step's graph
     # take minutes to build.
     p = tf.convert_to_tensor(p, tf.float32)

@@ -13,6 +13,8 @@ from trainer.augment import Draws
 
 from .test_training import tiny_config
 
+DIFFAUGMENT, ADA = augment.PIPELINES["diffaugment"], augment.PIPELINES["ada"]
+
 
 def draws(batch: int = 1, uniform: dict[int, float] | None = None, fill: float = 0.999) -> Draws:
     """Draws with every uniform at ``fill`` (no transform applied below p = 0.999) but the
@@ -85,13 +87,13 @@ CORNER_CUTOUT = {5: 0.99, 6: 0.99}  # centred at (8, 8): rows and columns 6-7 of
 
 
 def test_diffaugment_translates_by_whole_pixels_and_cuts_out_a_known_box():
-    moved = augment.diffaugment(
-        dot(2, 3), draws(uniform={**NEUTRAL_COLOUR, 3: 0.9, 4: 0.9, **CORNER_CUTOUT})
+    moved = DIFFAUGMENT.apply(
+        dot(2, 3), draws(uniform={**NEUTRAL_COLOUR, 3: 0.9, 4: 0.9, **CORNER_CUTOUT}), 1.0
     )
     assert lit(moved) == [(3, 4)]  # shifted by (+1, +1)
     ones = np.ones((1, 8, 8, 1), np.float32)
     centred_at_2 = {**NEUTRAL_COLOUR, 3: 0.5, 4: 0.5, 5: 2.5 / 9, 6: 2.5 / 9}
-    cut = np.asarray(augment.diffaugment(ones, draws(uniform=centred_at_2)))[0, ..., 0]
+    cut = np.asarray(DIFFAUGMENT.apply(ones, draws(uniform=centred_at_2), 1.0))[0, ..., 0]
     assert (cut[:4, :4] == 0).all() and (cut[4:, :] == 1).all() and (cut[:, 4:] == 1).all()
 
 
@@ -101,7 +103,7 @@ def test_diffaugment_colour_equals_its_formulas():
     table = rng.uniform(0, 1, (16, augment.DRAWS)).astype(np.float32)
     table[:, 3:5] = 0.5  # no translation
     table[:, 5:7] = 0.99
-    out = np.asarray(augment.diffaugment(images, Draws(tf.constant(table), tf.zeros([16, 32]))))
+    out = np.asarray(DIFFAUGMENT.apply(images, Draws(tf.constant(table), tf.zeros([16, 32])), 1.0))
     u = table[:, :3, None, None, None]
     x = images + (u[:, 0] - 0.5)
     x = (x - x.mean(axis=3, keepdims=True)) * 2 * u[:, 1] + x.mean(axis=3, keepdims=True)
@@ -114,13 +116,13 @@ def test_diffaugment_colour_equals_its_formulas():
 
 def test_ada_applies_nothing_at_p_zero_and_each_flip_exactly():
     images = np.random.default_rng(2).uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)
-    untouched = augment.ada(images, draws(fill=0.0), tf.constant(0.0))
+    untouched = ADA.apply(images, draws(fill=0.0), tf.constant(0.0))
     np.testing.assert_array_equal(np.asarray(untouched), images)
     # Column 0 applies the x-flip, column 1 picks it; nothing else below p = 0.5.
-    flipped = augment.ada(images, draws(uniform={0: 0.1, 1: 0.1}), tf.constant(0.5))
+    flipped = ADA.apply(images, draws(uniform={0: 0.1, 1: 0.1}), tf.constant(0.5))
     np.testing.assert_allclose(np.asarray(flipped), images[:, :, ::-1], atol=1e-5)
     # Columns 2-3: a 90° rotation (quarter 1) applied.
-    turned = augment.ada(images, draws(uniform={2: 0.3, 3: 0.1}), tf.constant(0.5))
+    turned = ADA.apply(images, draws(uniform={2: 0.3, 3: 0.1}), tf.constant(0.5))
     np.testing.assert_allclose(np.asarray(turned), np.rot90(images, -1, axes=(1, 2)), atol=1e-5)
 
 
