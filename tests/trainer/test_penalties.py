@@ -28,11 +28,8 @@ def batches(seed: int) -> tf.Tensor:
 
 
 def penalty_and_gradients(gan: Gan, real, fake, step: int = 0):
-    labels = tf.zeros([4], tf.int32)
-    with tf.GradientTape() as tape:
-        value = gan._penalties(real, fake, labels, tf.constant(step, tf.int64), 0)
-        total = tf.reduce_sum(value)
-    return value.numpy(), [g.numpy() for g in weight_gradients(gan, tape, total)]
+    value, grads = penalty_and_gradients_graph(gan, real, fake, tf.constant(step, tf.int64))
+    return value.numpy(), [g.numpy() for g in grads]
 
 
 def weight_gradients(gan: Gan, tape: tf.GradientTape, total: tf.Tensor) -> list[tf.Tensor]:
@@ -102,7 +99,9 @@ def test_lazy_penalties_apply_every_kth_step_scaled_by_k(tiny_data_dir, tmp_path
 
 
 def penalty_and_gradients_graph(gan: Gan, real, fake, step):
+    labels = tf.zeros([4], tf.int32)
+    critics = [gan._critic(labels, step, 0, kind) for kind in ("real", "fake")]
     with tf.GradientTape() as tape:
-        value = gan._penalties(real, fake, tf.zeros([4], tf.int32), step, 0)
+        value = gan._penalties(real, fake, *critics, step, 0)
         total = tf.reduce_sum(value)
     return value, weight_gradients(gan, tape, total)
