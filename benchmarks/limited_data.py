@@ -1,11 +1,14 @@
 """Limited data: augmentation and architectures on a user's folder of real images.
 
-    python -m benchmarks.limited_data [--data=twemoji] [--minutes=20 | --kimg=N] [--only=NAME ...]
+    python -m benchmarks.limited_data [--data=twemoji|mnist-1000] [--minutes=20 | --kimg=N]
+        [--only=NAME ...]
 
 ``--data=twemoji``: the 3,786 Twemoji PNGs of ``emoji-datasource-twitter@16.0.0`` as a labelled
 folder (``benchmarks/twemoji.py``; fetched once into the cache), preprocessed with the defaults
-(alpha over white). Each variant is ``--preset=pipeline`` with its own flags, trained for
-``--minutes`` (or ``--kimg``) one after the other, exported and scored by the export's evaluator:
+(alpha over white). ``--data=mnist-1000``: the first 1,000 training digits of the bundled MNIST
+(``--train_examples=1000``), scored in full MNIST's feature space. Each variant is
+``--preset=pipeline`` with its own flags, trained for ``--minutes`` (or ``--kimg``) one after the
+other, exported and scored by the export's evaluator:
 FD and KID in the data set's own feature space beside the real-data floor, precision / recall,
 and the memorization share. Sample grids stay in ``--keep`` when given. Prints a table, writes
 JSON after every variant (earlier variants of the same budget are kept).
@@ -24,6 +27,9 @@ from benchmarks import common as bench
 from benchmarks import twemoji
 from benchmarks.time_to_quality import on_images, run_project
 from benchmarks.train_throughput import matmul_peak
+from common import bundled
+
+BUNDLED_MNIST = bundled.path("mnist")
 
 KEYS = ("frechet_distance", "kernel_distance", "precision", "recall", "memorization_share")
 
@@ -48,19 +54,18 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
-def ensure_twemoji(cache: str) -> str:
-    """The preprocessed Twemoji folder, made once in the cache."""
-    data_dir = os.path.join(cache, "twemoji-data")
+def preprocessed(cache: str, name: str, source: str, *flags: str) -> str:
+    """``source`` preprocessed with ``flags`` into the cache once; its data directory."""
+    data_dir = os.path.join(cache, f"{name}-data")
     if not os.path.exists(os.path.join(data_dir, "manifest.json")):
-        folder = os.path.join(cache, "twemoji-folder")
-        twemoji.lay_out(twemoji.fetch(cache), folder)
         subprocess.run(
             [
                 sys.executable,
                 "-m",
                 "preprocessing.run",
-                f"--source={folder}",
+                f"--source={source}",
                 f"--output_dir={data_dir}",
+                *flags,
             ],
             check=True,
             cwd=bench.REPO_ROOT,
@@ -68,7 +73,21 @@ def ensure_twemoji(cache: str) -> str:
     return data_dir
 
 
-DATA = {"twemoji": ensure_twemoji}
+def ensure_twemoji(cache: str) -> str:
+    """The Twemoji folder (fetched once), preprocessed with the defaults (alpha over white)."""
+    folder = os.path.join(cache, "twemoji-folder")
+    if not os.path.exists(folder):
+        twemoji.lay_out(twemoji.fetch(cache), folder)
+    return preprocessed(cache, "twemoji", folder)
+
+
+def ensure_mnist_1000(cache: str) -> str:
+    """The first 1,000 training digits of the bundled MNIST and its whole test split: scored
+    by the bundled MNIST classifier (the manifest names full MNIST as ``subset_of``)."""
+    return preprocessed(cache, "mnist-1000", BUNDLED_MNIST, "--train_examples=1000")
+
+
+DATA = {"twemoji": ensure_twemoji, "mnist-1000": ensure_mnist_1000}
 
 
 def main() -> None:

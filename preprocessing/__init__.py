@@ -15,4 +15,5 @@ JOB_FLAGS = (
     "test_percent",
     "stacked_mnist",
     "stacked_examples",
+    "train_examples",
 )

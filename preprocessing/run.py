@@ -94,6 +94,14 @@ flags.DEFINE_integer(
     "Stacked MNIST training stacks (the test split gets a tenth).",
     lower_bound=1,
 )
+flags.DEFINE_integer(
+    "train_examples",
+    0,
+    "Keep only the first N training examples, in the source's order (IDX, tfds: file order; "
+    "folders: sorted paths), and the whole test split: a limited-data copy of a data set, "
+    "scored in the full data set's feature space. 0 keeps all.",
+    lower_bound=0,
+)
 flags.mark_flag_as_required("output_dir")
 assert set(JOB_FLAGS) | {"output_dir"} == {
     f.name for f in FLAGS.get_flags_for_module(sys.modules[__name__])
@@ -137,8 +145,10 @@ def manifest_header(
     compression: str,
     stacked_mnist: bool,
     background: tuple[int, int, int] = images.WHITE,
+    subset_of: str = "",
 ) -> dict:
-    """Everything that defines the data set; its hash is the output's fingerprint."""
+    """Everything that defines the data set; its hash is the output's fingerprint.
+    ``subset_of``: the fingerprint of the data set this one takes its training examples from."""
     height, width, channels = shape
     # Only image files have transparency to composite: other sources' fingerprints (MNIST's,
     # which the shipped classifiers are keyed by) do not name a background.
@@ -165,6 +175,7 @@ def manifest_header(
             "num_shards": num_shards,
             **pixels,
             **plan.details,
+            **({"subset_of": subset_of} if subset_of else {}),
         },
         "source_sha256": dict(sorted(plan.checksums.items())),
     }
@@ -292,20 +303,30 @@ def run(argv: Sequence[str]) -> str | None:
     plan = source.plan()
     shape, resize = data_shape(plan.native_shape)
     kept = parse_classes(FLAGS.classes, plan.class_names)
-    num_shards = {
-        split: transforms.shards_for(count, shape, FLAGS.num_shards)
-        for split, count in plan.counts.items()
-    }
-    header = manifest_header(
-        FLAGS.source,
-        plan,
-        shape,
-        kept,
-        num_shards,
-        FLAGS.compression,
-        FLAGS.stacked_mnist,
-        background,
-    )
+
+    def planned(plan: sources.Plan, subset_of: str = "") -> tuple[dict, dict]:
+        num_shards = {
+            split: transforms.shards_for(count, shape, FLAGS.num_shards)
+            for split, count in plan.counts.items()
+        }
+        header = manifest_header(
+            FLAGS.source,
+            plan,
+            shape,
+            kept,
+            num_shards,
+            FLAGS.compression,
+            FLAGS.stacked_mnist,
+            background,
+            subset_of,
+        )
+        return num_shards, header
+
+    num_shards, header = planned(plan)
+    if FLAGS.train_examples:
+        source = sources.FirstExamples(source, FLAGS.train_examples)
+        plan = source.plan()
+        num_shards, header = planned(plan, subset_of=header["fingerprint"])
     manifest_path = storage.join(output_dir, schema.MANIFEST_NAME)
     with lease.acquire(output_dir, "preprocessing"):
         if existing_output(output_dir, header["fingerprint"]):

@@ -90,7 +90,11 @@ class Source(abc.ABC):
     def plan(self) -> Plan: ...
 
     @abc.abstractmethod
-    def chunk_items(self, split: str, num_shards: int) -> list[tuple]: ...
+    def split_items(self, split: str) -> int | tuple:
+        """A split's inputs in order: their count, or a tuple of source-specific items."""
+
+    def chunk_items(self, split: str, num_shards: int) -> list[tuple]:
+        return split_evenly(self.split_items(split), num_shards)
 
     @abc.abstractmethod
     def read(self, chunk: Chunk) -> Iterator[tuple[str, Pixels | bytes, int]]:
@@ -240,8 +244,8 @@ class IdxSource(Source):
         pixels, labels, _ = load_split(self.files[split].images_path, self.files[split].labels_path)
         return pixels, labels
 
-    def chunk_items(self, split: str, num_shards: int) -> list[tuple]:
-        return split_evenly(len(self.split_arrays(split)[1]), num_shards)
+    def split_items(self, split: str) -> int:
+        return len(self.split_arrays(split)[1])
 
     def read(self, chunk: Chunk) -> Iterator[tuple[str, Pixels, int]]:
         pixels, labels = self.split_arrays(chunk.split)
@@ -284,8 +288,8 @@ class StackedMnistSource(IdxSource):
         rng = np.random.default_rng([STACKED_SEED, SPLITS.index(split)])
         return rng.integers(0, source_count, size=(self.sizes[split], 3))
 
-    def chunk_items(self, split: str, num_shards: int) -> list[tuple]:
-        return split_evenly(self.sizes[split], num_shards)
+    def split_items(self, split: str) -> int:
+        return self.sizes[split]
 
     def read(self, chunk: Chunk) -> Iterator[tuple[str, Pixels, int]]:
         pixels, labels = super().split_arrays(chunk.split)
@@ -367,8 +371,8 @@ class FolderSource(Source):
             image_files=True,
         )
 
-    def chunk_items(self, split: str, num_shards: int) -> list[tuple]:
-        return split_evenly(self.splits[split], num_shards)
+    def split_items(self, split: str) -> tuple:
+        return self.splits[split]
 
     def read(self, chunk: Chunk) -> Iterator[tuple[str, bytes, int]]:
         for rel, label in chunk.items:
@@ -463,16 +467,49 @@ class TfdsSource(Source):
             label = int(example["label"]) if "label" in example else 0
             yield f"{theirs}[{i}]", np.asarray(example["image"], np.uint8), label
 
-    def chunk_items(self, split: str, num_shards: int) -> list[tuple]:
-        return split_evenly(
-            self._count(self.builder(), self._split_names(self.builder())[split]), num_shards
-        )
+    def split_items(self, split: str) -> int:
+        return self._count(self.builder(), self._split_names(self.builder())[split])
 
     def read(self, chunk: Chunk) -> Iterator[tuple[str, Pixels, int]]:
         yield from self._examples(self.builder(), chunk.split, *chunk.items)
 
     def local_paths(self) -> list[str]:
         return [self.data_dir] if self.data_dir else []
+
+
+class FirstExamples(Source):
+    """The first ``count`` training examples of another source, in its order (IDX and tfds: file
+    order; folders: sorted paths), and its whole test split: a limited-data copy of a data set
+    that is scored like the full one."""
+
+    def __init__(self, inner: Source, count: int):
+        super().__init__(inner.location)
+        self.inner, self.count = inner, count
+
+    def plan(self) -> Plan:
+        full = self.inner.plan()
+        if self.count > full.counts["train"]:
+            raise SourceError(
+                f"--train_examples={self.count}: {self.location} has "
+                f"{full.counts['train']} training examples"
+            )
+        return dataclasses.replace(
+            full,
+            counts={**full.counts, "train": self.count},
+            details={**full.details, "train_examples": self.count},
+        )
+
+    def split_items(self, split: str) -> int | tuple:
+        items = self.inner.split_items(split)
+        if split != "train":
+            return items
+        return min(items, self.count) if isinstance(items, int) else items[: self.count]
+
+    def read(self, chunk: Chunk) -> Iterator[tuple[str, Pixels | bytes, int]]:
+        return self.inner.read(chunk)
+
+    def local_paths(self) -> list[str]:
+        return self.inner.local_paths()
 
 
 def resolve(

@@ -37,6 +37,15 @@ MIN_ACCURACY = 0.99
 # MNIST epochs' worth per epoch: one was measured short of the 99% floor (98.96%).
 DIGITS_PER_EPOCH = 120_000
 BATCH = 128
+# A classifier sees at least this many images, over at least MIN_EPOCHS and at most MAX_EPOCHS
+# passes: three epochs of MNIST; tens of a folder of a few thousand images, which three epochs
+# left at 72.5% test accuracy on Twemoji (benchmarks/README.md, "Limited data").
+MIN_IMAGES = 60_000
+MIN_EPOCHS = 3
+MAX_EPOCHS = 30
+# Random shifts of up to this fraction of the side (reflected at the border) while training:
+# labels survive them for digits, emoji and photos alike, unlike flips and rotations.
+SHIFT = 1 / 8
 DEFAULT_CACHE = os.path.join(tempfile.gettempdir(), f"gan-pipeline-{os.getuid()}", "classifiers")
 
 
@@ -100,8 +109,16 @@ def in_float32(model: keras.Model) -> keras.Model:
 BUNDLED = bundled.path("classifiers")
 
 
-def cache_dir(root: str, manifest: dict) -> str:
-    return storage.join(root, manifest["fingerprint"][:16])
+def cache_dir(root: str, fingerprint: str) -> str:
+    return storage.join(root, fingerprint[:16])
+
+
+def feature_spaces(manifest: dict) -> list[str]:
+    """The fingerprints whose classifier may score this data set, best first: a subset
+    (``--train_examples``) is scored in its full data set's feature space when that classifier
+    exists, as a benchmark on 1,000 digits must be; else in its own."""
+    full = manifest.get("preprocess", {}).get("subset_of")
+    return [full, manifest["fingerprint"]] if full else [manifest["fingerprint"]]
 
 
 def feature_model(model: keras.Model) -> keras.Model:
@@ -159,7 +176,31 @@ def classifier_data(spec: schema.DataSpec):
     return spec.shape, spec.num_classes, None, None
 
 
-def train(data_dir: str, manifest: dict, epochs: int = 3, seed: int = 0) -> Classifier:
+def epochs_for(examples: int) -> int:
+    """Passes over ``examples`` training images that show the classifier ``MIN_IMAGES``."""
+    return max(MIN_EPOCHS, min(MAX_EPOCHS, -(-MIN_IMAGES // max(examples, 1))))
+
+
+def shifted(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """``images`` [B, H, W, C] each moved by up to ``SHIFT`` of its side, reflected at the border:
+    the same ``seed`` [2] gives the same shifts."""
+    height, width = images.shape[1:3]
+    pad_y, pad_x = max(1, round(height * SHIFT)), max(1, round(width * SHIFT))
+    padded = tf.pad(images, [[0, 0], [pad_y, pad_y], [pad_x, pad_x], [0, 0]], mode="REFLECT")
+    seeds = tf.random.experimental.stateless_split(seed, tf.shape(images)[0])
+    return tf.map_fn(
+        lambda pair: tf.image.stateless_random_crop(
+            pair[0], [height, width, images.shape[3]], pair[1]
+        ),
+        (padded, seeds),
+        fn_output_signature=images.dtype,
+    )
+
+
+def train(data_dir: str, manifest: dict, epochs: int | None = None, seed: int = 0) -> Classifier:
+    """A classifier of the data set's training split, with its test accuracy: ``epochs`` passes
+    (by default ``epochs_for`` the split's size) of randomly shifted images, the learning rate
+    falling along a cosine to zero at the last batch."""
     spec = data.data_spec(manifest)
     shape, num_classes, transform, batches_per_epoch = classifier_data(spec)
 
@@ -167,15 +208,24 @@ def train(data_dir: str, manifest: dict, epochs: int = 3, seed: int = 0) -> Clas
         dataset = data.split_dataset(data_dir, manifest, name, BATCH, shuffle_seed)
         if batches_per_epoch and shuffle_seed is not None:
             dataset = dataset.take(batches_per_epoch)  # each epoch a fresh shuffle's first part
-        return dataset.map(transform) if transform else dataset
+        if transform:
+            dataset = dataset.map(transform)
+        if shuffle_seed is None:
+            return dataset
+        return dataset.enumerate().map(
+            lambda i, batch: (shifted(batch[0], tf.stack([i, shuffle_seed])), batch[1])
+        )
 
-    model = build(shape, num_classes, seed, training_dtype(strategy.cpu_flags()))
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"])
-    started = time.monotonic()
     examples = manifest["splits"]["train"]["num_examples"]
     if batches_per_epoch:
         examples = min(examples, batches_per_epoch * BATCH)
+    epochs = epochs or epochs_for(examples)
+    batches = epochs * (batches_per_epoch or -(-examples // BATCH))
+    model = build(shape, num_classes, seed, training_dtype(strategy.cpu_flags()))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    rate = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=batches)
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"])
+    started = time.monotonic()
     per_epoch = f"{examples} {spec.describe()} images"
     if spec.stacked_mnist:  # it learns digits: the stacks' channels
         per_epoch = f"{examples * spec.channels} digits ({examples} {spec.describe()} stacks)"
@@ -252,18 +302,22 @@ def _load_entry(directory: str, remedy: str) -> Classifier:
 
 
 def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
-    """The bundled classifier for this data set if the project ships one, else the one cached
-    under ``root``, training and caching it the first time."""
-    bundled = cache_dir(BUNDLED, manifest)
-    if os.path.exists(os.path.join(bundled, INFO_FILE)):
-        return _load_entry(bundled, "restore it from the project's source")
+    """The bundled classifier of this data set's feature space (``feature_spaces``) if the
+    project ships one, else the one cached under ``root``, training and caching one for this
+    data set the first time."""
+    for fingerprint in feature_spaces(manifest):
+        bundled = cache_dir(BUNDLED, fingerprint)
+        if os.path.exists(os.path.join(bundled, INFO_FILE)):
+            return _load_entry(bundled, "restore it from the project's source")
     if root == DEFAULT_CACHE:  # under the shared temp dir: its parent must be ours too
         storage.private_dir(os.path.dirname(root))
     if not storage.is_gcs(root):
         storage.private_dir(root)
-    directory = cache_dir(root, manifest)
-    if storage.exists(storage.join(directory, INFO_FILE)):
-        return _load_entry(directory, f"delete {directory} to retrain")
+    for fingerprint in feature_spaces(manifest):
+        directory = cache_dir(root, fingerprint)
+        if storage.exists(storage.join(directory, INFO_FILE)):
+            return _load_entry(directory, f"delete {directory} to retrain")
+    directory = cache_dir(root, manifest["fingerprint"])
     classifier = train(data_dir, manifest)
     if _accuracy_is_enforced(manifest) and classifier.test_accuracy < MIN_ACCURACY:
         raise ClassifierError(

@@ -363,9 +363,10 @@ def test_a_tampered_classifier_cache_is_not_loaded(tiny_data_dir, tmp_path):
     from trainer import data
 
     manifest = data.read_manifest(tiny_data_dir)
+    fingerprint = manifest["fingerprint"]
     root = str(tmp_path / "cache")
     classifier_lib.load_or_train(root, tiny_data_dir, manifest)
-    model = os.path.join(classifier_lib.cache_dir(root, manifest), classifier_lib.MODEL_FILE)
+    model = os.path.join(classifier_lib.cache_dir(root, fingerprint), classifier_lib.MODEL_FILE)
     with open(model, "ab") as f:
         f.write(b"planted")
     with pytest.raises(classifier_lib.ClassifierError, match="does not match the sha256 recorded"):
@@ -375,14 +376,14 @@ def test_a_tampered_classifier_cache_is_not_loaded(tiny_data_dir, tmp_path):
 def test_the_bundled_mnist_classifier_is_loaded_not_trained(tmp_path):
     from trainer import classifier as classifier_lib
 
-    manifest = {"fingerprint": helpers.BUNDLED_MNIST_FINGERPRINT}
+    fingerprint = helpers.BUNDLED_MNIST_FINGERPRINT
+    manifest = {"fingerprint": fingerprint}
     root = str(tmp_path / "cache")
     # No data to train on: a classifier can only come from data/classifiers/.
     classifier = classifier_lib.load_or_train(root, str(tmp_path / "no-data"), manifest)
     assert classifier.test_accuracy == pytest.approx(0.9927, abs=1e-4)
-    with open(
-        os.path.join(classifier_lib.cache_dir(classifier_lib.BUNDLED, manifest), "classifier.json")
-    ) as f:
+    bundled = classifier_lib.cache_dir(classifier_lib.BUNDLED, fingerprint)
+    with open(os.path.join(bundled, classifier_lib.INFO_FILE)) as f:
         assert classifier.sha256 == json.load(f)["model_sha256"]
     features, probs = classifier.features_and_probs(np.zeros((2, 28, 28, 1), np.float32))
     assert features.shape[0] == 2 and probs.shape == (2, 10)
@@ -392,12 +393,13 @@ def test_the_bundled_mnist_classifier_is_loaded_not_trained(tmp_path):
 def test_a_tampered_bundled_classifier_is_not_loaded(tmp_path, monkeypatch):
     from trainer import classifier as classifier_lib
 
-    manifest = {"fingerprint": helpers.BUNDLED_MNIST_FINGERPRINT}
+    fingerprint = helpers.BUNDLED_MNIST_FINGERPRINT
+    manifest = {"fingerprint": fingerprint}
     bundled = str(tmp_path / "bundled")
     shutil.copytree(classifier_lib.BUNDLED, bundled)
     monkeypatch.setattr(classifier_lib, "BUNDLED", bundled)
     with open(
-        os.path.join(classifier_lib.cache_dir(bundled, manifest), "classifier.keras"), "ab"
+        os.path.join(classifier_lib.cache_dir(bundled, fingerprint), "classifier.keras"), "ab"
     ) as f:
         f.write(b"planted")
     with pytest.raises(

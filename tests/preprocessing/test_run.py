@@ -121,6 +121,29 @@ def test_digits_keeps_only_those_classes(tiny_source, tmp_path):
     assert manifest["splits"]["train"]["files"] == ["train-00000-of-00001.tfrecord"]
 
 
+def test_train_examples_keeps_the_first_n_and_names_the_full_data_set(
+    tiny_source, tiny_output, tmp_path
+):
+    out = str(tmp_path / "first-50")
+    proc = preprocess(tiny_source, out, "--num_shards=2", "--train_examples=50")
+    assert proc.returncode == 0, proc.stderr
+    pixels, labels, _ = sources.load_split(
+        os.path.join(tiny_source, "train-images-idx3-ubyte.gz"),
+        os.path.join(tiny_source, "train-labels-idx1-ubyte.gz"),
+    )
+    images, got_labels = helpers.read_records(out, "train")
+    assert helpers.sorted_records(images, got_labels) == helpers.sorted_records(
+        schema.normalize(pixels[:50].reshape(50, -1)), labels[:50]
+    )
+    test_images, _ = helpers.read_records(out, "test")
+    assert len(test_images) == len(helpers.read_records(tiny_output, "test")[0])
+    manifest, full = helpers.read_manifest(out), helpers.read_manifest(tiny_output)
+    assert manifest["splits"]["train"]["num_examples"] == 50
+    assert manifest["preprocess"]["train_examples"] == 50
+    assert manifest["preprocess"]["subset_of"] == full["fingerprint"]
+    assert "train_examples" not in full["preprocess"]  # a full data set's fingerprint stays
+
+
 def test_raw_idx_files_match_tfds_parsing_of_the_same_files(tmp_path):
     """Records from our IDX reader equal those built from tfds's own MNIST example generator."""
     import tensorflow_datasets as tfds
@@ -290,6 +313,7 @@ def test_bad_input_leaves_an_earlier_complete_output_intact(tiny_source, tiny_ou
         ("--num_shards=0", "flag --num_shards=0: 0 is not a positive integer"),
         ("--compression=bz2", "flag --compression=bz2: value should be one of <gzip|none>"),
         ("--background=paper", "--background=paper: not a colour"),
+        ("--train_examples=301", "--train_examples=301: "),
     ],
 )
 def test_bad_flags_fail_with_one_line(flag, message, tiny_source, tmp_path):

@@ -49,3 +49,50 @@ def test_the_classifier_scores_in_float32_whatever_policy_it_was_built_under(tmp
     scorer.model.save(path)
     loaded = keras.saving.load_model(path)
     assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
+
+
+def test_training_shifts_move_whole_images_by_at_most_an_eighth_and_repeat_by_seed():
+    """Each image is itself moved (one bright pixel lands within 1/8 of the side of where it
+    was); the shifts differ between images and repeat for the same seed."""
+    import tensorflow as tf
+
+    from trainer import classifier
+
+    images = np.full((16, 32, 32, 1), -1.0, np.float32)
+    images[:, 16, 16, 0] = 1.0
+    seed = tf.constant([3, 0], tf.int64)
+    moved = classifier.shifted(tf.constant(images), seed).numpy()
+    assert moved.shape == images.shape
+    spots = [np.argwhere(image[..., 0] == 1.0) for image in moved]
+    assert all(len(spot) == 1 for spot in spots)
+    offsets = np.array([spot[0] - 16 for spot in spots])
+    assert np.abs(offsets).max() <= 4 and len({tuple(o) for o in offsets}) > 4
+    np.testing.assert_array_equal(classifier.shifted(tf.constant(images), seed).numpy(), moved)
+
+
+def test_a_small_data_set_trains_more_epochs_than_a_large_one():
+    from trainer import classifier
+
+    assert classifier.epochs_for(60_000) == classifier.MIN_EPOCHS  # MNIST: three, as ever
+    assert classifier.epochs_for(3_429) == 18  # the Twemoji folder: 60,000 images
+    assert classifier.epochs_for(100) == classifier.MAX_EPOCHS
+
+
+def test_a_subset_is_scored_by_its_full_data_sets_classifier(tmp_path):
+    """The first 1,000 MNIST digits (--train_examples) are scored in full MNIST's feature space:
+    the bundled classifier, not one trained on the subset (which would need the data)."""
+    import json
+    import os
+
+    from tests import helpers
+    from trainer import classifier
+
+    mnist = helpers.BUNDLED_MNIST_FINGERPRINT
+    bundled = classifier.cache_dir(classifier.BUNDLED, mnist)
+    with open(os.path.join(bundled, classifier.INFO_FILE)) as f:
+        expected_sha256 = json.load(f)["model_sha256"]
+    manifest = {"fingerprint": "e" * 64, "preprocess": {"subset_of": mnist}}
+    assert classifier.feature_spaces(manifest) == [mnist, "e" * 64]
+    scorer = classifier.load_or_train(str(tmp_path / "cache"), str(tmp_path / "no-data"), manifest)
+    assert scorer.sha256 == expected_sha256
+    assert classifier.feature_spaces({"fingerprint": "e" * 64, "preprocess": {}}) == ["e" * 64]
