@@ -76,7 +76,7 @@ def main() -> None:
         "--config",
         choices=("dcgan", "pipeline"),
         default="pipeline",
-        help="pipeline: the pipeline preset's step (batch 64, its precision); dcgan: the "
+        help="pipeline: the pipeline preset's step (batch 96, its precision); dcgan: the "
         "tutorial's shape at --batch_size and --precision",
     )
     parser.add_argument("--precision", choices=("none", "bf16"), default="bf16")

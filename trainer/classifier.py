@@ -39,7 +39,7 @@ DIGITS_PER_EPOCH = 120_000
 BATCH = 128
 # A classifier sees at least this many images, over at least MIN_EPOCHS and at most MAX_EPOCHS
 # passes: three epochs of MNIST; tens of a folder of a few thousand images, which three epochs
-# left at 72.5% test accuracy on Twemoji (benchmarks/README.md, "Limited data").
+# left undertrained (benchmarks/README.md, "Limited data").
 MIN_IMAGES = 60_000
 MIN_EPOCHS = 3
 MAX_EPOCHS = 30

@@ -267,7 +267,7 @@ def _upsample_discriminator(image: keras.KerasTensor, spec: ModelSpec) -> keras.
 # --- resnet: a modern baseline without normalization (after R3GAN) ------------------------------
 # Huang et al. 2024's G and D, scaled to a CPU: one residual block per resolution, plain 3×3
 # convolutions in the block (grouped ones cost more than they save on CPUs: benchmarks/README.md,
-# "Architecture for RGB"), no normalization layers, fix-up initialization (each block's last
+# "Limited data"), no normalization layers, fix-up initialization (each block's last
 # convolution starts at zero, so every block starts as the identity), bilinear resampling, leaky
 # ReLU, the label's embedding beside z in G and a projection D.
 

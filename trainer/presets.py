@@ -18,12 +18,9 @@ SMOKE = "smoke"
 AUTO = "auto"  # not a preset: the one ``automatic`` picks for the data
 
 # R3GAN's objective (Huang et al. 2024): the relativistic pairing loss with R1 and R2 on real and
-# generated images, γ = 1, Adam(5e-4, β1 0, β2 0.99), no dropout in D. Picked for the
-# unconditional model (benchmarks/README.md, selection table: FD 43 vs 100 in the same 5
-# minutes); on the conditional one it beats the old recipe's FD in fewer than half the steps.
-# The penalties lazily every 16th step, at 16× γ (StyleGAN2's R1 interval; first picked every
-# 4th): unconditional FD 8.7 → 7.5 at 1,200 kimg; conditional FD 3.27 → 3.29 after 6,000 steps
-# at 1.06× the step rate on the bf16 machine.
+# generated images, γ = 1, Adam(5e-4, β1 0, β2 0.99), no dropout in D; the penalties lazily every
+# 16th step at 16× γ (StyleGAN2's interval). benchmarks/LOG.md: "How the unconditional default
+# was picked", "R1/R2 every 16th step, adopted".
 ZERO_CENTRED_GAN: dict[str, object] = {
     "loss": "relativistic",
     "r1_gamma": 1.0,
@@ -40,15 +37,12 @@ _PIPELINE: dict[str, object] = {
     "conditional": True,
     "model_width": 32,
     **ZERO_CENTRED_GAN,
-    # 3,500 steps of 96 at 7e-4: as good as 3,000 of 128 on 12.5% fewer images at the same
-    # images/s (FD 2.57 / 2.77 / 2.43 for seeds 0 / 1 / 2, against 2.67 / 2.66 / 2.61), so
-    # 0.88× the training time. 3,000 of 96: 2.89; at 6e-4: 2.79; benchmarks/README.md.
+    # Batch, steps and rate: benchmarks/LOG.md, "Batch 96, adopted".
     "batch_size": 96,
     "train_steps": 3500,
     "g_learning_rate": 7e-4,
     "d_learning_rate": 7e-4,
-    # Both learning rates fall linearly to zero over the second half: FD 3.27 → 2.56 after
-    # 6,000 steps of 64 on the bf16 machine (5,000 steps: 2.76; 4,000: 2.83).
+    # Both learning rates fall linearly to zero over the second half: trainer/schedule.py.
     "lr_decay_start": 0.5,
     "mixed_precision": "auto",
     "log_every": 250,
@@ -59,7 +53,7 @@ _PIPELINE: dict[str, object] = {
 }
 
 # Augmentation against a discriminator that memorizes a small data set; the rest is the
-# pipeline preset's. ADA over DiffAugment and none: benchmarks/README.md, "Limited data".
+# pipeline preset's. Chosen in benchmarks/README.md, "Limited data".
 LIMITED_DATA: dict[str, object] = {
     "augment": "ada",
 }
@@ -71,17 +65,13 @@ MNIST_LIKE_MIN_IMAGES = 20_000
 PRESETS: dict[str, dict[str, object]] = {
     # The TensorFlow DCGAN tutorial: width 64, batch 128, non-saturating loss, Adam(2e-4, 0.5).
     TUTORIAL: {},
-    # The measured default (benchmarks/README.md): class-conditional BN in G and a projection D,
-    # half the tutorial's width, batch 96, EMA, bf16 where the device has it, the zero-centred
-    # objective above; 3,500 steps, decaying over the second half, reach FD 2.57 on the bf16
-    # machine (the previous recipe: 2.73 after 14,000 steps of 64).
+    # The measured default: class-conditional BN in G and a projection D, half the tutorial's
+    # width, batch 96, EMA, bf16 where the device has it, the zero-centred objective above.
     PIPELINE: _PIPELINE,
     # The same without labels, for --noconditional runs and unlabelled image folders: G and D
-    # self-conditioned on 100 k-means clusters of the images (FD 32 → 4.0 at 250 kimg; 10 minutes
-    # on the bf16 machine: FD 3.0, every digit ≥ 8.8%), batch 32 (twice the updates per image:
-    # FD 9.3 → 8.7 at 1,200 kimg), Adam at 5e-4; benchmarks/README.md. 384 kimg (12,000 steps)
-    # with the pipeline preset's decay over the second half (FD 3.55 → 2.73). A --max_minutes
-    # run with more --train_steps than it reaches never decays.
+    # self-conditioned on 100 k-means clusters of the images, batch 32, Adam at 5e-4, 384 kimg;
+    # benchmarks/LOG.md, "Self-conditioning on k-means clusters, adopted". A --max_minutes run
+    # with more --train_steps than it reaches never decays.
     UNCONDITIONAL: {
         **_PIPELINE,
         **ZERO_CENTRED_GAN,

@@ -1,12 +1,11 @@
 """The learning rates over a run: constant, then a linear fall to zero at the last step.
 
 A GAN trained at a constant learning rate ends where its last few hundred updates left it: G and
-D still chase each other, and the samples' quality moves ±10% between neighbouring checkpoints
-(benchmarks/README.md). Annealing both learning rates to zero over the last part of the run lets
-the pair settle; CycleGAN and pix2pix decay linearly over the second half of training, R3GAN
-anneals its learning rate with a cosine. Measured here: 6,000 steps of the pipeline preset (then
-of batch 64) end at FD 3.27 at a constant rate, 2.56 decaying linearly over the second half, 2.61
-with a half cosine over the whole run.
+D still chase each other, and the samples' quality moves between neighbouring checkpoints.
+Annealing both learning rates to zero over the last part of the run lets the pair settle;
+CycleGAN and pix2pix decay linearly over the second half of training, R3GAN anneals its learning
+rate with a cosine. Linear over the second half was measured best here: benchmarks/LOG.md,
+"Learning-rate decay, adopted for the pipeline preset".
 """
 
 from __future__ import annotations
