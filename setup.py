@@ -41,7 +41,7 @@ if __name__ == "__main__":
             BUNDLED_DATA,
         ],
         package_dir={BUNDLED_DATA: "data"},
-        package_data={BUNDLED_DATA: ["mnist/*", "classifiers/*/*"]},
+        package_data={BUNDLED_DATA: ["mnist/*", "classifiers/*/*", "classifiers/*/floors/*"]},
         install_requires=INSTALL_REQUIRES,
         extras_require=EXTRAS_REQUIRE,
         entry_points={"console_scripts": ["gan-pipeline = pipeline.console:main"]},

@@ -1,14 +1,14 @@
 """Training throughput at 64×64×3: the project's steps vs the keras-io DCGAN for CelebA faces.
 
-    python -m benchmarks.rgb_throughput [--steps=40] [--repeats=3] [--variant="PRESET FLAGS"]
+    python -m benchmarks.rgb_throughput [--seconds=30] [--rounds=3] [--variant="PRESET FLAGS"]
 
 On the Twemoji folder (``benchmarks/limited_data.py`` makes it once), alternates the keras-io
 example's ``fit`` of its own ``train_step`` (``benchmarks/keras_io_dcgan.py``, batch 32) with the
 project's step as ``--preset=auto`` trains such a folder (``limited``: ADA) and without
 augmentation (``pipeline``), in the same precision (bf16 where the CPU has it, both with Keras'
-``mixed_bfloat16`` policy; else fp32), several rounds, and reports median images/s, FLOPs per
-training image and MFU against this machine's matmul peak (the same columns as
-``benchmarks.train_throughput``). FLOPs per training image: the project's 3·G + 7·D (that
+``mixed_bfloat16`` policy; else fp32), for ``--seconds`` each in several rounds, and reports
+median images/s, FLOPs per training image and MFU against this machine's matmul peak (the
+columns of ``benchmarks.train_throughput``). FLOPs per training image: the project's 3·G + 7·D (that
 script's count; penalties and augmentation uncounted); keras-io's 4·G + 8·D, as its D step runs
 G forward once more and its G step draws fresh z.
 """
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import time
 
 from benchmarks import common as bench
 from benchmarks import twemoji
@@ -27,11 +29,8 @@ from benchmarks.train_throughput import (
     cpu_has_bf16,
     forward_flops,
     matmul_peak,
-    measure,
     preset_config,
 )
-
-REFERENCE_BATCH = 96  # --steps are counted at this batch: every variant trains as many images
 
 
 class KerasIoRunner:
@@ -50,6 +49,7 @@ class KerasIoRunner:
         self.name = f"keras-io dcgan ({policy})"
         self.precision = precision
         self.batch_size = keras_io_dcgan.BATCH_SIZE
+        self.chunk = 2  # steps a call: seconds each on a CPU
         self.flops = 4 * forward_flops(self.gan.generator) + 8 * forward_flops(
             self.gan.discriminator
         )
@@ -58,17 +58,48 @@ class KerasIoRunner:
         self.gan.fit(self.dataset, epochs=1, steps_per_epoch=steps, verbose=0)
 
 
+def rates(runners: list, rounds: int, seconds: float, peaks: dict[str, float]) -> list[dict]:
+    """Median images/s of each runner over ``rounds`` alternating rounds of at least
+    ``seconds`` each (a keras-io step takes seconds here, the project's a fraction of one), with
+    FLOPs and MFU."""
+    for runner in runners:
+        runner.run(runner.chunk)  # trace and warm up
+    runs: dict[str, list[float]] = {r.name: [] for r in runners}
+    for _ in range(rounds):
+        for runner in runners:
+            images, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                runner.run(runner.chunk)
+                images += runner.chunk * runner.batch_size
+            runs[runner.name].append(images / (time.perf_counter() - start))
+    rows = []
+    for runner in runners:
+        rate = statistics.median(runs[runner.name])
+        achieved = rate * runner.flops / 1e9
+        rows.append(
+            {
+                "variant": runner.name,
+                "batch": runner.batch_size,
+                "images_per_s": rate,
+                "runs_images_per_s": runs[runner.name],
+                "mflop_per_image": runner.flops / 1e6,
+                "gflop_per_s": achieved,
+                "peak_gflop_per_s": peaks[runner.precision],
+                "mfu": achieved / peaks[runner.precision],
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=40, help="timed steps of 96 images per run")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=30.0, help="per variant and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps_per_call", type=int, default=10)
     parser.add_argument("--variant", action="append", default=[], help='e.g. "limited mirror"')
     parser.add_argument("--cache", default=twemoji.DEFAULT_CACHE)
     parser.add_argument("--json", default=os.path.join(bench.RESULTS_DIR, "rgb_throughput.json"))
     args = parser.parse_args()
-    args.batch_size = REFERENCE_BATCH
     from trainer import data
 
     data_dir = ensure_twemoji(args.cache)
@@ -81,8 +112,10 @@ def main() -> None:
     for variant in args.variant or ["limited", "pipeline"]:
         config = preset_config(data_dir, variant)
         assert PRECISION_NAMES[config.mixed_precision] == precision, "same precision as keras-io"
-        runners.append(ProjectRunner(f"project {variant}", config, args.steps_per_call))
-    rows = measure(runners, args, peaks)
+        runner = ProjectRunner(f"project {variant}", config, args.steps_per_call)
+        runner.chunk = args.steps_per_call
+        runners.append(runner)
+    rows = rates(runners, args.rounds, args.seconds, peaks)
     bench.print_table(
         rows, ["variant", "batch", "images_per_s", "mflop_per_image", "gflop_per_s", "mfu"]
     )
@@ -100,8 +133,8 @@ def main() -> None:
         {
             "benchmark": "rgb_throughput",
             "data": "twemoji",
-            "steps": args.steps,
-            "repeats": args.repeats,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
             "matmul_peak_gflop_per_s": peaks,
             "rows": rows,
         },

@@ -12,6 +12,7 @@ preprocessing makes them by default) the classifier ships too, in ``data/classif
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -129,11 +130,18 @@ def feature_model(model: keras.Model) -> keras.Model:
 class Classifier:
     """Features and class probabilities of images in [-1, 1]."""
 
-    def __init__(self, model: keras.Model, test_accuracy: float, sha256: str | None = None):
+    def __init__(
+        self,
+        model: keras.Model,
+        test_accuracy: float,
+        sha256: str | None = None,
+        directory: str | None = None,
+    ):
         model = in_float32(model)
         self.model = model
         self.test_accuracy = test_accuracy
         self.sha256 = sha256  # of its saved file: names the feature space across runs
+        self.directory = directory  # where it was loaded from or saved to: its floors live there
         extractor = feature_model(model)
         # One graph, not layer by layer: grappler fuses each convolution with its bias and ReLU
         # (1.7× the eager call's images/s; benchmarks.classifier_throughput).
@@ -298,7 +306,7 @@ def _load_entry(directory: str, remedy: str) -> Classifier:
                 f"in {INFO_FILE}; not loading it ({remedy})"
             )
         model = keras.saving.load_model(local)
-    return Classifier(model, accuracy, expected)
+    return Classifier(model, accuracy, expected, directory)
 
 
 def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
@@ -309,10 +317,7 @@ def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
         bundled = cache_dir(BUNDLED, fingerprint)
         if os.path.exists(os.path.join(bundled, INFO_FILE)):
             return _load_entry(bundled, "restore it from the project's source")
-    if root == DEFAULT_CACHE:  # under the shared temp dir: its parent must be ours too
-        storage.private_dir(os.path.dirname(root))
-    if not storage.is_gcs(root):
-        storage.private_dir(root)
+    _private_root(root)
     for fingerprint in feature_spaces(manifest):
         directory = cache_dir(root, fingerprint)
         if storage.exists(storage.join(directory, INFO_FILE)):
@@ -328,6 +333,7 @@ def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
         local = os.path.join(tmp, MODEL_FILE)
         classifier.model.save(local)
         classifier.sha256 = _sha256(local)
+        classifier.directory = directory
         storage.put_file(local, storage.join(directory, MODEL_FILE))
     info = {
         "test_accuracy": classifier.test_accuracy,
@@ -337,6 +343,85 @@ def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
     info_path = storage.join(directory, INFO_FILE)
     storage.write_text(info_path, json.dumps(info, indent=2) + "\n")  # written last: the commit
     return classifier
+
+
+def _private_root(root: str) -> None:
+    """The cache root, made private to this user before anything in it is read or written."""
+    if root == DEFAULT_CACHE:  # under the shared temp dir: its parent must be ours too
+        storage.private_dir(os.path.dirname(root))
+    if not storage.is_gcs(root):
+        storage.private_dir(root)
+
+
+# --- real-data floors -----------------------------------------------------------------------------
+
+FLOORS_DIR = "floors"
+# Bumped when a metric's definition changes: every cached and shipped floor is stale then.
+FLOOR_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FloorKey:
+    """What a real-data floor depends on: the feature space, the data, how many samples are
+    scored, how many training images the subset is drawn from and how many are held for the
+    memorization check, and the seed that draws the subset."""
+
+    classifier_sha256: str
+    data_fingerprint: str
+    num_samples: int
+    train_images: int
+    held_images: int
+    seed: int = 0
+    version: int = FLOOR_VERSION
+
+    def file_name(self) -> str:
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return f"floor-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+
+
+def load_floor(classifier: Classifier, root: str, key: FloorKey) -> dict[str, float] | None:
+    """The floor cached for ``key`` beside the classifier (the shipped one's directory, or the
+    cache under ``root``), if one was saved for exactly this key."""
+    if classifier.directory is None:
+        return None
+    for directory in (classifier.directory, _floor_home(classifier, root)):
+        path = storage.join(directory, FLOORS_DIR, key.file_name())
+        if not storage.exists(path):
+            continue
+        try:
+            record = json.loads(storage.read_text(path))
+        except json.JSONDecodeError:
+            continue  # a damaged entry is recomputed and replaced
+        if record.get("key") == dataclasses.asdict(key):
+            return {name: float(value) for name, value in record["floor"].items()}
+    return None
+
+
+def save_floor(
+    classifier: Classifier, root: str, key: FloorKey, floor: dict[str, float]
+) -> str | None:
+    """Cache ``floor`` beside the classifier (under ``root`` for a shipped classifier, whose
+    directory is the project's); its path."""
+    if classifier.directory is None:
+        return None
+    home = _floor_home(classifier, root)
+    if home != classifier.directory:
+        _private_root(root)
+    path = storage.join(home, FLOORS_DIR, key.file_name())
+    record = {"key": dataclasses.asdict(key), "floor": floor}
+    storage.write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _floor_home(classifier: Classifier, root: str) -> str:
+    """Where new floors of this classifier go: its own directory, or for the shipped one the
+    same-named directory in the cache under ``root``."""
+    if storage.is_gcs(classifier.directory):
+        return classifier.directory
+    bundled = os.path.abspath(BUNDLED)
+    if os.path.commonpath([os.path.abspath(classifier.directory), bundled]) == bundled:
+        return storage.join(root, os.path.basename(classifier.directory.rstrip("/")))
+    return classifier.directory
 
 
 INCEPTION_WEIGHTS = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"
@@ -352,6 +437,7 @@ class InceptionFeatures(Classifier):
     def __init__(self, model: keras.Model):
         self.model = model
         self.test_accuracy = None
+        self.sha256 = self.directory = None  # Keras' file, not one of ours: floors not cached
         self._extractor = keras.Model(
             model.input, [model.get_layer("avg_pool").output, model.get_layer("predictions").output]
         )

@@ -401,11 +401,15 @@ class Evaluator:
         real: np.ndarray,
         classifier: Classifier | None,
         num_samples: int = NUM_SAMPLES,
+        data_fingerprint: str = "",
+        cache_root: str = "",
     ):
         self.spec = spec
         self.real = real[:num_samples]
         self.classifier = classifier
         self.num_samples = num_samples
+        # Where real-data floors are cached (classifier.load_floor): none without both.
+        self.data_fingerprint, self.cache_root = data_fingerprint, cache_root
         # Training images' embedding, once held: samples are checked for copies of them.
         self._train: Embedded | None = None
 
@@ -472,7 +476,36 @@ class Evaluator:
 
     def real_floor(self, train: np.ndarray) -> dict[str, float]:
         """The same metrics for real training images vs the test split: the best a model can do
-        (with training images held, the test images' memorization share: fresh images')."""
+        (with training images held, the test images' memorization share: fresh images').
+        Computed once per classifier, data set, sample count and held images, then cached beside
+        the classifier."""
+        key = self._floor_key(len(train))
+        if key is None:
+            return self._compute_floor(train)
+        from trainer import classifier as classifier_lib
+
+        cached = classifier_lib.load_floor(self.classifier, self.cache_root, key)
+        if cached is not None:
+            return cached
+        floor = self._compute_floor(train)
+        classifier_lib.save_floor(self.classifier, self.cache_root, key, floor)
+        return floor
+
+    def _floor_key(self, train_images: int):
+        """The floor's cache key, or None where floors are not cached (no saved classifier)."""
+        if not (self.classifier and self.classifier.sha256 and self.cache_root):
+            return None
+        from trainer import classifier as classifier_lib
+
+        return classifier_lib.FloorKey(
+            classifier_sha256=self.classifier.sha256,
+            data_fingerprint=self.data_fingerprint,
+            num_samples=self.num_samples,
+            train_images=train_images,
+            held_images=0 if self._train is None else len(self._train.points),
+        )
+
+    def _compute_floor(self, train: np.ndarray) -> dict[str, float]:
         rng = np.random.default_rng(0)
         subset = train[rng.choice(len(train), min(self.num_samples, len(train)), replace=False)]
         held, self._train = self._train, None  # the subset is not checked against itself
@@ -500,9 +533,8 @@ def make_evaluator(
     if feature_extractor == "inception_v3":
         classifier = classifier_lib.inception()
         spec = dataclasses.replace(spec, stacked_mnist=False)  # score as images, not digits
-    elif spec.labelled:
-        classifier = classifier_lib.load_or_train(
-            classifier_dir or classifier_lib.DEFAULT_CACHE, data_dir, manifest
-        )
+    root = classifier_dir or classifier_lib.DEFAULT_CACHE
+    if feature_extractor == "own" and spec.labelled:
+        classifier = classifier_lib.load_or_train(root, data_dir, manifest)
     real = data.load_examples(data_dir, manifest, "test", num_samples).images
-    return Evaluator(spec, real, classifier, num_samples)
+    return Evaluator(spec, real, classifier, num_samples, manifest["fingerprint"], root)

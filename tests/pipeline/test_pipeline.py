@@ -455,3 +455,42 @@ def test_the_nearest_grid_puts_each_sample_before_its_nearest_training_images():
     grid = gallery.nearest_grid(samples, train, np.array([[2, 1], [0, 1]]))
     assert grid.shape == (2, 3, 1)
     assert grid[:, :, 0].tolist() == [[191, 255, 128], [64, 0, 128]]
+
+
+def test_a_real_data_floor_is_computed_once_per_classifier_data_and_sample_count(
+    tiny_data_dir, tmp_path
+):
+    """The floor is cached beside the classifier and served from there (a planted value comes
+    back); another classifier, other data, another sample count or other held training images
+    make another key, and the floor is computed afresh."""
+    from trainer import data, evaluation
+
+    manifest = data.read_manifest(tiny_data_dir)
+    root = str(tmp_path / "cache")
+    train = data.load_examples(tiny_data_dir, manifest, "train").images
+
+    def evaluator(num_samples: int = 64, hold: bool = True) -> evaluation.Evaluator:
+        made = evaluation.make_evaluator(tiny_data_dir, manifest, root, num_samples)
+        if hold:
+            made.hold_training_images(train)
+        return made
+
+    scorer = evaluator()
+    fresh = scorer.real_floor(train)
+    (path,) = glob.glob(os.path.join(root, "*", "floors", "*.json"))
+    with open(path) as f:
+        record = json.load(f)
+    assert record["floor"] == fresh
+    assert record["key"]["held_images"] == len(train)
+    record["floor"]["frechet_distance"] = 123.0
+    with open(path, "w") as f:
+        json.dump(record, f)
+    assert evaluator().real_floor(train)["frechet_distance"] == 123.0
+
+    scorer.classifier.sha256 = "0" * 64
+    assert scorer.real_floor(train) == fresh
+    scorer.data_fingerprint = "f" * 64
+    assert scorer.real_floor(train) == fresh
+    assert evaluator(num_samples=32).real_floor(train)["frechet_distance"] != 123.0
+    assert evaluator(hold=False).real_floor(train)["frechet_distance"] != 123.0
+    assert len(glob.glob(os.path.join(root, "*", "floors", "*.json"))) == 5
