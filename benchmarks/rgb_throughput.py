@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 
 from benchmarks import common as bench
@@ -30,6 +29,7 @@ from benchmarks.train_throughput import (
     forward_flops,
     matmul_peak,
     preset_config,
+    speed_row,
 )
 
 
@@ -72,23 +72,7 @@ def rates(runners: list, rounds: int, seconds: float, peaks: dict[str, float]) -
                 runner.run(runner.chunk)
                 images += runner.chunk * runner.batch_size
             runs[runner.name].append(images / (time.perf_counter() - start))
-    rows = []
-    for runner in runners:
-        rate = statistics.median(runs[runner.name])
-        achieved = rate * runner.flops / 1e9
-        rows.append(
-            {
-                "variant": runner.name,
-                "batch": runner.batch_size,
-                "images_per_s": rate,
-                "runs_images_per_s": runs[runner.name],
-                "mflop_per_image": runner.flops / 1e6,
-                "gflop_per_s": achieved,
-                "peak_gflop_per_s": peaks[runner.precision],
-                "mfu": achieved / peaks[runner.precision],
-            }
-        )
-    return rows
+    return [speed_row(runner, runs[runner.name], peaks) for runner in runners]
 
 
 def main() -> None:

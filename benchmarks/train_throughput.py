@@ -410,23 +410,23 @@ def measure(runners: list, args: argparse.Namespace, peaks: dict[str, float]) ->
             runner.run(steps[runner.name])
             elapsed = time.perf_counter() - start
             times[runner.name].append(steps[runner.name] * runner.batch_size / elapsed)
-    rows = []
-    for runner in runners:
-        rate = statistics.median(times[runner.name])
-        achieved = rate * runner.flops / 1e9
-        rows.append(
-            {
-                "variant": runner.name,
-                "batch": runner.batch_size,
-                "images_per_s": rate,
-                "runs_images_per_s": times[runner.name],
-                "mflop_per_image": runner.flops / 1e6,
-                "gflop_per_s": achieved,
-                "peak_gflop_per_s": peaks[runner.precision],
-                "mfu": achieved / peaks[runner.precision],
-            }
-        )
-    return rows
+    return [speed_row(runner, times[runner.name], peaks) for runner in runners]
+
+
+def speed_row(runner, runs: list[float], peaks: dict[str, float]) -> dict:
+    """A runner's median images/s over ``runs``, its FLOPs and MFU against its precision's peak."""
+    rate = statistics.median(runs)
+    achieved = rate * runner.flops / 1e9
+    return {
+        "variant": runner.name,
+        "batch": runner.batch_size,
+        "images_per_s": rate,
+        "runs_images_per_s": runs,
+        "mflop_per_image": runner.flops / 1e6,
+        "gflop_per_s": achieved,
+        "peak_gflop_per_s": peaks[runner.precision],
+        "mfu": achieved / peaks[runner.precision],
+    }
 
 
 if __name__ == "__main__":
