@@ -50,9 +50,9 @@ def measure(data_dir: str, batches: int, start_step: int) -> dict:
 def bytes_per_image(data_dir: str) -> float:
     from trainer import data
 
-    split = data.read_manifest(data_dir)["splits"]["train"]
-    size = sum(os.path.getsize(os.path.join(data_dir, name)) for name in split["files"])
-    return size / split["num_examples"]
+    split = data.read_manifest(data_dir).splits["train"]
+    size = sum(os.path.getsize(os.path.join(data_dir, name)) for name in split.files)
+    return size / split.num_examples
 
 
 def main() -> None:
@@ -66,7 +66,7 @@ def main() -> None:
     from trainer import data
 
     manifest = data.read_manifest(args.data_dir)
-    epoch_steps = manifest["splits"]["train"]["num_examples"] // BATCH
+    epoch_steps = manifest.examples("train") // BATCH
     places = {"local disk": args.data_dir}
     emulator = None
     if args.bucket:
@@ -90,16 +90,16 @@ def main() -> None:
     finally:
         if emulator is not None:
             emulator.stop()
-    shape = "x".join(map(str, manifest["image_shape"]))
+    shape = "x".join(map(str, manifest.spec.shape))
     bench.print_table(rows, ["read from", "start", "images_per_s", "first_batch_s"])
     stored = bytes_per_image(args.data_dir)
-    print(f"{shape}: {stored:,.0f} bytes per stored image ({manifest['compression']})")
+    print(f"{shape}: {stored:,.0f} bytes per stored image ({manifest.compression})")
     bench.write_json(
         args.json,
         {
             "benchmark": "input_pipeline",
-            "data": manifest["name"],
-            "image_shape": manifest["image_shape"],
+            "data": manifest.spec.name,
+            "image_shape": list(manifest.spec.shape),
             "batch": BATCH,
             "bytes_per_image": stored,
             "rows": rows,

@@ -153,7 +153,7 @@ class ProjectRunner:
         keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[config.mixed_precision])
         strategy = tf.distribute.get_strategy()
         manifest = data.read_manifest(config.data_dir)
-        self.gan = Gan(config, data.data_spec(manifest), strategy)
+        self.gan = Gan(config, manifest.spec, strategy)
         dataset = strategy.distribute_datasets_from_function(
             data.make_dataset_fn(config.data_dir, manifest, config.batch_size, 1, 0, start_step=0)
         )

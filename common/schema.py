@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,69 @@ class DataSpec:
             kept=tuple(manifest["kept_classes"]),
             stacked_mnist=bool(manifest["stacked_mnist"]),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split's shards: their names in order and the examples each holds."""
+
+    files: tuple[str, ...]
+    file_examples: Mapping[str, int]
+    num_examples: int
+    class_counts: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """A data directory's manifest, checked once (``parse``) into what the later stages read.
+
+    ``record`` is the JSON as preprocessing wrote it: an export copies it whole.
+    """
+
+    spec: DataSpec
+    fingerprint: str
+    compression: str
+    splits: Mapping[str, Split]
+    # The fingerprint of the full data set this one takes its first training examples from
+    # (preprocessing's --train_examples): it is scored in that data set's feature space.
+    subset_of: str = ""
+    record: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> Manifest:
+        """A manifest file's text, checked against this schema; ``ManifestError`` names what
+        is wrong and ``where``."""
+        return cls.from_record(parse_manifest(text, where), where)
+
+    @classmethod
+    def from_record(cls, record: dict, where: str) -> Manifest:
+        validate_manifest(record, where)
+        splits = {
+            name: Split(
+                files=tuple(split["files"]),
+                file_examples=dict(split["file_examples"]),
+                num_examples=int(split["num_examples"]),
+                class_counts=tuple(split["class_counts"]),
+            )
+            for name, split in record["splits"].items()
+        }
+        return cls(
+            spec=DataSpec.from_manifest(record),
+            fingerprint=record["fingerprint"],
+            compression=record["compression"],
+            splits=splits,
+            subset_of=str(record["preprocess"].get("subset_of", "")),
+            record=record,
+        )
+
+    @property
+    def listed_files(self) -> set[str]:
+        """Every shard file name, over all splits."""
+        return {name for split in self.splits.values() for name in split.files}
+
+    def examples(self, split: str) -> int:
+        """The examples in ``split``; 0 when the data set has no such split."""
+        return self.splits[split].num_examples if split in self.splits else 0
 
 
 def listed_files(manifest: dict) -> set[str]:
@@ -199,6 +263,8 @@ def validate_manifest(manifest: Any, where: str) -> dict:
         raise ManifestError(
             f"{where}: image_shape {manifest['image_shape']!r} is not [height, width, 1 or 3]"
         )
+    if not isinstance(manifest["preprocess"], dict):
+        raise ManifestError(f"{where}: preprocess is not an object")
     if manifest["compression"] not in COMPRESSION_SUFFIX:
         raise ManifestError(f"{where}: unknown compression {manifest['compression']!r}")
     names, kept = manifest["class_names"], manifest["kept_classes"]

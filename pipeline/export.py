@@ -4,8 +4,8 @@ r"""Export a trained generator: SavedModel, metrics, gallery, model card.
 
 ``EXPORT_DIR`` receives ``generator/`` (SavedModel; ``serving_default``: ``z`` float32
 [batch, latent_dim] (+ ``label`` int32 [batch]) → ``images`` float32 [batch, H, W, C] in
-[-1, 1], the data's shape), ``metrics.json``, ``flags.txt``, ``manifest.json``, ``README.md``
-and ``gallery/``.
+[-1, 1], the data's shape), ``metrics.json``, ``flags.txt``, ``manifest.json``,
+``export_config.json``, ``README.md`` and ``gallery/``.
 Everything is assembled in a local staging directory and published with ``metrics.json`` last:
 its presence marks a complete export.
 """
@@ -21,23 +21,29 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from common import cli, lease, storage
+from common import settings as common_settings
 from common.cli import UserError
+from common.settings import setting
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("job_dir", None, "The training job directory (local or gs://).")
-flags.DEFINE_string("export_dir", None, "Where to write the export (local or gs://).")
-flags.DEFINE_string(
-    "classifier_dir",
-    "",
-    "Cache of evaluation classifiers, one per data set fingerprint (default: a temp dir).",
-)
-flags.DEFINE_integer("eval_samples", 10_000, "Generated samples the metrics are computed on.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    job_dir: str = setting(None, "The training job directory (local or gs://).", required=True)
+    export_dir: str = setting(None, "Where to write the export (local or gs://).", required=True)
+    classifier_dir: str = setting(
+        "", "Cache of evaluation classifiers, one per data set fingerprint (default: a temp dir)."
+    )
+    eval_samples: int = setting(10_000, "Generated samples the metrics are computed on.", lower=1)
+
 
 METRICS_FILE = "metrics.json"
 # Written before the first file, removed after metrics.json: a re-run after a crash may finish
 # a directory holding it; a directory holding neither is someone else's.
 IN_PROGRESS = ".export-in-progress.json"
 GENERATOR_DIR = "generator"
+CONFIG_FILE = "export_config.json"  # the resolved ExportConfig that wrote the export
 
 
 class ExportError(UserError, ValueError):
@@ -59,7 +65,7 @@ def _restore_generator(job_dir: str):
     config = dataclasses.replace(config, job_dir=job_dir, strategy="default", cpu_replicas=0)
     from trainer import data
 
-    spec = data.data_spec(data.read_manifest(config.data_dir))
+    spec = data.read_manifest(config.data_dir).spec
     gan = Gan(config, spec, tf.distribute.get_strategy())
     workspace = Workspace(config)
     store = CheckpointStore(
@@ -109,11 +115,13 @@ def save_generator(gan, latent_dim: int, conditional: bool, path: str) -> None:
     archive.write_out(path, verbose=False)
 
 
-def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int) -> dict:
+def export(export_config: ExportConfig) -> dict:
     """Run the export; return the metrics written to ``metrics.json``."""
     from pipeline import gallery, model_card
     from trainer import data, evaluation
 
+    job_dir, export_dir = export_config.job_dir, export_config.export_dir
+    classifier_dir, eval_samples = export_config.classifier_dir, export_config.eval_samples
     for path in (job_dir, export_dir, classifier_dir or "."):
         storage.check_bucket(path)
     config, gan, checkpoint, step = _restore_generator(job_dir)
@@ -182,7 +190,9 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
                 storage.join(job_dir, "flags.txt"), os.path.join(staging, "flags.txt")
             )
             with open(os.path.join(staging, "manifest.json"), "w") as f:
-                json.dump(manifest, f, indent=2, sort_keys=True)
+                json.dump(manifest.record, f, indent=2, sort_keys=True)
+            with open(os.path.join(staging, CONFIG_FILE), "w") as f:
+                f.write(common_settings.to_json(export_config))
             storage.copy_tree(staging, export_dir)
         storage.write_text(existing, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         storage.delete(in_progress)  # from here metrics.json marks the directory as ours
@@ -190,14 +200,14 @@ def export(job_dir: str, export_dir: str, classifier_dir: str, eval_samples: int
 
 
 def main(argv: Sequence[str]) -> None:
-    if not FLAGS.job_dir or not FLAGS.export_dir:
-        raise ExportError("--job_dir and --export_dir are required")
-    metrics = export(FLAGS.job_dir, FLAGS.export_dir, FLAGS.classifier_dir, FLAGS.eval_samples)
+    export_config = common_settings.from_flags(ExportConfig, FLAGS)
+    metrics = export(export_config)
     from trainer import evaluation
 
     summary = evaluation.summary(metrics["model"], metrics["real_floor"])
-    print(f"export: {FLAGS.export_dir} (step {metrics['step']}): {summary}")
+    print(f"export: {export_config.export_dir} (step {metrics['step']}): {summary}")
 
 
 if __name__ == "__main__":
+    common_settings.define_flags(ExportConfig, FLAGS)
     app.run(cli.guarded("export", main), flags_parser=cli.flags_parser("export"))

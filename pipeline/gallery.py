@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from common import storage
-from common.schema import DataSpec
+from common.schema import Manifest
 from trainer import progress
 from trainer.loop import sample_inputs
 
@@ -128,7 +128,7 @@ def write(
     out_dir: str,
     gan,
     config,
-    manifest: dict,
+    manifest: Manifest,
     metrics: dict,
     job_dir: str,
     reals: tuple[np.ndarray, np.ndarray],
@@ -138,7 +138,7 @@ def write(
     (images, labels) of training images, shown as the model sees them beside the samples;
     ``nearest``: indices into ``reals`` of images' nearest training images (the evaluator's)."""
     os.makedirs(os.path.join(out_dir, "progress"), exist_ok=True)
-    spec = DataSpec.from_manifest(manifest)
+    spec = manifest.spec
     z, labels = sample_inputs(config, spec.kept)
     samples = gan.sample(z, labels)
     with open(os.path.join(out_dir, "samples.png"), "wb") as f:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from common.schema import DataSpec
+from common.schema import Manifest
 
 
-def render(config, manifest: dict, metrics: dict) -> str:
+def render(config, manifest: Manifest, metrics: dict) -> str:
     model, floor = metrics["model"], metrics["real_floor"]
-    spec = DataSpec.from_manifest(manifest)
+    spec = manifest.spec
     shape = f"[2, {spec.height}, {spec.width}, {spec.channels}]"
     picked = list(spec.kept[:2]) * 2
     label_arg = f", label=tf.constant({picked[:2]}, tf.int32)" if config.conditional else ""
@@ -28,7 +28,7 @@ def render(config, manifest: dict, metrics: dict) -> str:
 A {"class-conditional " if config.conditional else ""}generator of {spec.height}×{spec.width}
 {"RGB" if spec.channels == 3 else "greyscale"} images like {spec.describe()},
 trained for {metrics["step"]} steps at batch {config.batch_size}
-(data fingerprint `{manifest["fingerprint"][:16]}`). Weights: the {metrics["generator"]} generator,
+(data fingerprint `{manifest.fingerprint[:16]}`). Weights: the {metrics["generator"]} generator,
 sha256 `{metrics["weights_sha256"][:16]}…`.
 
 ## Use

@@ -26,6 +26,7 @@ Exit codes: 0 promoted, 3 kept the promoted model (candidate not better), 2 erro
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -35,31 +36,35 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from common import cli, lease, storage
+from common import settings as common_settings
 from common.cli import UserError
+from common.settings import setting
 from trainer import evaluation
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("candidate", None, "The new export directory (local or gs://).")
-flags.DEFINE_string(
-    "promoted",
-    None,
-    "The gate's own prefix (local or gs://; not a bucket root): versions + pointer.",
-)
-flags.DEFINE_float(
-    "tolerance", 0.02, "How much worse (relative) a secondary metric may be and still promote."
-)
-flags.DEFINE_string("commit", "", "The build's source commit, recorded in promotion.json.")
-flags.DEFINE_string(
-    "model_registry",
-    "",
-    "Also upload to Vertex AI Model Registry: projects/P/locations/R/models/NAME.",
-)
-flags.DEFINE_string(
-    "serving_image",
-    "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
-    "Model Registry: the prediction container for the SavedModel.",
-)
-flags.DEFINE_bool("dry_run", False, "Model Registry: print the requests instead of sending them.")
+
+
+@dataclasses.dataclass(frozen=True)
+class PromoteConfig:
+    candidate: str = setting(None, "The new export directory (local or gs://).", required=True)
+    promoted: str = setting(
+        None,
+        "The gate's own prefix (local or gs://; not a bucket root): versions + pointer.",
+        required=True,
+    )
+    tolerance: float = setting(
+        0.02, "How much worse (relative) a secondary metric may be and still promote."
+    )
+    commit: str = setting("", "The build's source commit, recorded in promotion.json.")
+    model_registry: str = setting(
+        "", "Also upload to Vertex AI Model Registry: projects/P/locations/R/models/NAME."
+    )
+    serving_image: str = setting(
+        "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+        "Model Registry: the prediction container for the SavedModel.",
+    )
+    dry_run: bool = setting(False, "Model Registry: print the requests instead of sending them.")
+
 
 METRICS_FILE = "metrics.json"
 MANIFEST_FILE = "manifest.json"
@@ -269,22 +274,23 @@ def promote(
         return promote_it, decision
 
 
-def main(argv: Sequence[str]) -> None:
+def run(config: PromoteConfig) -> tuple[bool, dict]:
+    """The gate as ``main`` runs it: whether the candidate was promoted, and the decision."""
     from pipeline import registry
 
-    try:
-        if not FLAGS.candidate or not FLAGS.promoted:
-            raise GateError("--candidate and --promoted are required")
-        if not (FLAGS.tolerance >= 0 and math.isfinite(FLAGS.tolerance)):
-            raise GateError(f"--tolerance={FLAGS.tolerance}: must be a finite number >= 0")
-        upload = None
-        if FLAGS.model_registry:
-            upload = registry.Uploader(
-                FLAGS.model_registry, FLAGS.serving_image, FLAGS.commit, FLAGS.dry_run
-            )
-        promoted, decision = promote(
-            FLAGS.candidate, FLAGS.promoted, FLAGS.tolerance, FLAGS.commit, upload
+    if not (config.tolerance >= 0 and math.isfinite(config.tolerance)):
+        raise GateError(f"--tolerance={config.tolerance}: must be a finite number >= 0")
+    upload = None
+    if config.model_registry:
+        upload = registry.Uploader(
+            config.model_registry, config.serving_image, config.commit, config.dry_run
         )
+    return promote(config.candidate, config.promoted, config.tolerance, config.commit, upload)
+
+
+def main(argv: Sequence[str]) -> None:
+    try:
+        promoted, decision = run(common_settings.from_flags(PromoteConfig, FLAGS))
     except UserError:
         raise
     except Exception as e:  # the gate's contract is exit 2 on any error: the build reads it
@@ -294,4 +300,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    common_settings.define_flags(PromoteConfig, FLAGS)
     app.run(cli.guarded("promote", main), flags_parser=cli.flags_parser("promote"))

@@ -13,6 +13,7 @@ anything else to Beam as a pipeline option.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -21,11 +22,18 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from common import cli, lease, storage
+from common import settings as common_settings
 from common.cli import UserError
+from common.settings import setting
 from trainer import presets, settings
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", None, "Root of data/, job/, export/ (local or gs://).")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    output_dir: str = setting(None, "Root of data/, job/, export/ (local or gs://).")
+
 
 # Names only: trainer/settings.py imports no TensorFlow, so routing flags costs none.
 TRAINER_FLAGS = set(settings.NAMES) - {"data_dir", "job_dir"}
@@ -46,10 +54,7 @@ def route(args: Sequence[str]) -> tuple[list[str], list[str]]:
     for arg in args:
         name = _flag_name(arg)
         (trainer if name in TRAINER_FLAGS else preprocess).append(arg)
-    given = {_flag_name(a) for a in trainer}
-    # The measured configuration (trainer/presets.py); the user's own flags win over it.
-    trainer = ([] if "preset" in given else [f"--preset={presets.AUTO}"]) + trainer
-    return preprocess, trainer
+    return preprocess, presets.with_default(trainer)
 
 
 SECRET_WORDS = ("key", "secret", "token", "password", "passwd", "credential")
@@ -112,12 +117,13 @@ def run(output_dir: str, args: Sequence[str]) -> dict[str, float]:
 
 
 def main(argv: Sequence[str]) -> None:
-    if not FLAGS.output_dir:
+    config = common_settings.from_flags(RunConfig, FLAGS)
+    if not config.output_dir:
         raise PipelineError("--output_dir is required")
-    timings = run(FLAGS.output_dir, argv[1:])
+    timings = run(config.output_dir, argv[1:])
     total = sum(timings.values())
     parts = ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
-    gallery = storage.join(FLAGS.output_dir, "export", "gallery", "index.html")
+    gallery = storage.join(config.output_dir, "export", "gallery", "index.html")
     print(f"pipeline: done in {total:.0f}s ({parts}); open {gallery}")
 
 
@@ -138,6 +144,7 @@ def print_help() -> None:
 
 
 if __name__ == "__main__":
+    common_settings.define_flags(RunConfig, FLAGS)
     if HELP_FLAGS & set(sys.argv[1:]):
         print_help()
         sys.exit(0)

@@ -23,29 +23,35 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from common import cli
+from common import settings as common_settings
 from common.cli import UserError
+from common.settings import setting
 from trainer import presets
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("project", None, "Google Cloud project id.")
-flags.DEFINE_string("region", "us-central1", "Region for Dataflow and Vertex AI.")
-flags.DEFINE_string("bucket", None, "Bucket for data, runs and staging (name, no gs://).")
-flags.DEFINE_string(
-    "image",
-    None,
-    "Container image, its tag ending in -pyX.Y, the Python it holds (default: "
-    "REGION-docker.pkg.dev/PROJECT/gan-pipeline/gan-pipeline:latest-pyX.Y, this Python's).",
-)
-flags.DEFINE_string("run_id", None, "Run name under gs://BUCKET/runs/ (default: UTC timestamp).")
-flags.DEFINE_string("source", "tfds", "preprocess: MNIST source (tfds, or gs:// IDX directory).")
-flags.DEFINE_string("machine_type", None, "train: VM type (default: by accelerator).")
-flags.DEFINE_string("accelerator", "", "train: TYPE:COUNT, e.g. NVIDIA_L4:1; empty for CPU.")
-flags.DEFINE_integer("replicas", 1, "train: machines; > 1 trains multi-worker (chief + workers).")
-flags.DEFINE_string("tpu", "", "train: a TPU slice, e.g. v5litepod-8 (instead of --accelerator).")
-flags.DEFINE_string("service_account", "", "train: service account the job runs as.")
-flags.DEFINE_string("tensorboard", "", "train: Vertex TensorBoard resource name, to stream logs.")
-flags.DEFINE_bool("dry_run", False, "Print the job and exit without submitting.")
-flags.DEFINE_bool("wait", False, "train: wait for the job to finish; non-zero exit if it fails.")
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitConfig:
+    project: str = setting(None, "Google Cloud project id.")
+    region: str = setting("us-central1", "Region for Dataflow and Vertex AI.")
+    bucket: str = setting(None, "Bucket for data, runs and staging (name, no gs://).")
+    image: str = setting(
+        None,
+        "Container image, its tag ending in -pyX.Y, the Python it holds (default: "
+        "REGION-docker.pkg.dev/PROJECT/gan-pipeline/gan-pipeline:latest-pyX.Y, this Python's).",
+    )
+    run_id: str = setting(None, "Run name under gs://BUCKET/runs/ (default: UTC timestamp).")
+    source: str = setting("tfds", "preprocess: MNIST source (tfds, or gs:// IDX directory).")
+    machine_type: str = setting(None, "train: VM type (default: by accelerator).")
+    accelerator: str = setting("", "train: TYPE:COUNT, e.g. NVIDIA_L4:1; empty for CPU.")
+    replicas: int = setting(1, "train: machines; > 1 trains multi-worker (chief + workers).")
+    tpu: str = setting("", "train: a TPU slice, e.g. v5litepod-8 (instead of --accelerator).")
+    service_account: str = setting("", "train: service account the job runs as.")
+    tensorboard: str = setting("", "train: Vertex TensorBoard resource name, to stream logs.")
+    dry_run: bool = setting(False, "Print the job and exit without submitting.")
+    wait: bool = setting(False, "train: wait for the job to finish; non-zero exit if it fails.")
+
 
 # Vertex AI TPU slices: machine type and topology.
 TPU_MACHINES = {
@@ -126,17 +132,18 @@ class Target:
         return f"gs://{self.bucket}/runs/{self.run_id}"
 
 
-def target_from_flags() -> Target:
-    if not FLAGS.project or not FLAGS.bucket:
+def target_of(config: SubmitConfig) -> Target:
+    """Where a submission runs and writes; the defaults filled in."""
+    if not config.project or not config.bucket:
         raise SubmitError("--project and --bucket are required")
-    if FLAGS.bucket.startswith("gs://"):
-        raise SubmitError(f"--bucket={FLAGS.bucket}: give the bucket name, without gs://")
-    image = FLAGS.image or (
-        f"{FLAGS.region}-docker.pkg.dev/{FLAGS.project}/gan-pipeline/gan-pipeline:"
+    if config.bucket.startswith("gs://"):
+        raise SubmitError(f"--bucket={config.bucket}: give the bucket name, without gs://")
+    image = config.image or (
+        f"{config.region}-docker.pkg.dev/{config.project}/gan-pipeline/gan-pipeline:"
         f"latest-py{launcher_python()}"
     )
-    run_id = FLAGS.run_id or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
-    return Target(FLAGS.project, FLAGS.region, FLAGS.bucket, image, run_id)
+    run_id = config.run_id or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    return Target(config.project, config.region, config.bucket, image, run_id)
 
 
 # --- Dataflow ---------------------------------------------------------------------------------
@@ -201,15 +208,12 @@ def trainer_args(
         strategy = "mirrored"
     else:
         strategy = "auto"
-    given = {arg.lstrip("-").split("=", 1)[0] for arg in extra}
-    preset = [] if "preset" in given else [f"--preset={presets.AUTO}"]
     return [
         f"--data_dir={target.data_dir}",
-        *preset,
         f"--strategy={strategy}",
         "--mixed_precision=auto",
         f"--classifier_dir={target.classifier_dir}",
-        *extra,
+        *presets.with_default(extra),
     ]
 
 
@@ -228,19 +232,11 @@ def check_trainer_args(args: Sequence[str], run_dir: str) -> None:
     )
 
 
-def custom_job(
-    target: Target,
-    accelerator: str,
-    tpu: str,
-    replicas: int,
-    extra_args: Sequence[str],
-    service_account: str = "",
-    tensorboard: str = "",
-    machine_type: str | None = None,
-):
+def custom_job(target: Target, config: SubmitConfig, extra_args: Sequence[str]):
     """The Vertex AI CustomJob, validated by the API's own message types."""
     from google.cloud import aiplatform_v1
 
+    accelerator, tpu, replicas = config.accelerator, config.tpu, config.replicas
     if replicas < 1:
         raise SubmitError("--replicas must be >= 1")
     if tpu and accelerator:
@@ -248,7 +244,7 @@ def custom_job(
     args = trainer_args(target, accelerator, tpu, replicas, extra_args)
     check_trainer_args(args, target.run_dir)
     pool = {
-        "machine_spec": machine_spec(accelerator, tpu, machine_type),
+        "machine_spec": machine_spec(accelerator, tpu, config.machine_type),
         "replica_count": 1,
         "container_spec": {"image_uri": target.image, "args": args},
     }
@@ -258,10 +254,10 @@ def custom_job(
         "base_output_directory": {"output_uri_prefix": target.run_dir},
         "scheduling": {"restart_job_on_worker_restart": True},
     }
-    if service_account:
-        spec["service_account"] = service_account
-    if tensorboard:
-        spec["tensorboard"] = tensorboard
+    if config.service_account:
+        spec["service_account"] = config.service_account
+    if config.tensorboard:
+        spec["tensorboard"] = config.tensorboard
     try:
         return aiplatform_v1.types.CustomJob(
             display_name=f"gan-train-{target.run_id}", job_spec=spec
@@ -302,30 +298,22 @@ def submit_custom_job(target: Target, job, wait: bool) -> str:
 
 def main(argv: Sequence[str]) -> None:
     command, extra = (argv[1], [a for a in argv[2:] if a != "--"]) if len(argv) > 1 else ("", [])
-    target = target_from_flags()
+    config = common_settings.from_flags(SubmitConfig, FLAGS)
+    target = target_of(config)
     if command == "preprocess":
         check_image_python(target.image)
-        args = dataflow_args(target, FLAGS.source) + extra
-        if FLAGS.dry_run:
+        args = dataflow_args(target, config.source) + extra
+        if config.dry_run:
             print(json.dumps({"module": "preprocessing.run", "args": args}, indent=2))
             return
         sys.exit(subprocess.run([sys.executable, "-m", "preprocessing.run", *args]).returncode)
     if command == "train":
-        job = custom_job(
-            target,
-            FLAGS.accelerator,
-            FLAGS.tpu,
-            FLAGS.replicas,
-            extra,
-            FLAGS.service_account,
-            FLAGS.tensorboard,
-            FLAGS.machine_type,
-        )
-        if FLAGS.dry_run:
+        job = custom_job(target, config, extra)
+        if config.dry_run:
             print(json.dumps(custom_job_json(job), indent=2))
             return
         try:
-            submit_custom_job(target, job, FLAGS.wait)
+            submit_custom_job(target, job, config.wait)
         except SubmitError:
             raise
         except Exception as e:
@@ -336,4 +324,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    common_settings.define_flags(SubmitConfig, FLAGS)
     app.run(cli.guarded("submit", main), flags_parser=cli.flags_parser("submit", known_only=True))

@@ -11,104 +11,26 @@ The job's own flags are absl flags (``--help``); every other flag is a Beam pipe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
-import sys
 from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import bundled, cli, disk, lease, schema, storage
+from common import cli, disk, lease, schema, storage
+from common import settings as common_settings
 from common.cli import UserError
-from preprocessing import JOB_FLAGS, images, sources
-
-BUNDLED_MNIST = bundled.path("mnist")
+from preprocessing import images, sources
+from preprocessing.config import PreprocessConfig
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "source",
-    BUNDLED_MNIST,
-    "Where the images are (local or gs://): a directory of the four IDX files (MNIST, "
-    "Fashion-MNIST, … any size, raw or .gz); a folder of PNG/JPEG images, labelled by their "
-    "sub-folders or unlabelled when flat; or tfds:NAME[/CONFIG][:VERSION] for a "
-    "tensorflow-datasets data set ('tfds' alone is tfds:mnist). Defaults to the bundled MNIST.",
-)
-flags.DEFINE_string(
-    "output_dir", None, "Where to write the TFRecords and manifest (local or gs://)."
-)
-flags.DEFINE_list(
-    "classes",
-    [],
-    "Keep only these classes, by name or index, e.g. '0' or '0,3' (MNIST digits). Empty keeps all.",
-)
-flags.DEFINE_alias("digits", "classes")
-flags.DEFINE_integer(
-    "num_shards",
-    4,
-    "TFRecord files per split, at least; big splits get one more per 256 MB of records.",
-    lower_bound=1,
-)
-flags.DEFINE_enum("compression", "gzip", ["gzip", "none"], "TFRecord compression.")
-flags.DEFINE_string(
-    "tfds_data_dir", None, "tensorflow-datasets data_dir for --source=tfds:… (tfds's default)."
-)
-flags.DEFINE_integer(
-    "image_size",
-    0,
-    "Resize every image so its shorter side is this many pixels, then crop the centre square. "
-    "0 keeps the source's size (then every image must have it).",
-    lower_bound=0,
-)
-flags.DEFINE_string(
-    "background",
-    "white",
-    "Image files: the colour their transparent pixels (alpha, a palette's transparency) are "
-    "composited over, as a viewer shows them: a name, #rrggbb or rgb(r,g,b).",
-)
-flags.DEFINE_enum(
-    "channels", "auto", ["auto", "1", "3"], "1 (grey) or 3 (RGB); auto: the first image's."
-)
-flags.DEFINE_integer(
-    "max_bad_images",
-    0,
-    "Images that do not decode (or have the wrong size) are skipped and named in the manifest; "
-    "more than this many fail the job.",
-    lower_bound=0,
-)
-flags.DEFINE_integer(
-    "test_percent",
-    10,
-    "Image folders: the share of images (by path hash) held out as the test split.",
-    lower_bound=1,
-    upper_bound=50,
-)
-flags.DEFINE_bool(
-    "stacked_mnist",
-    False,
-    "Build Stacked MNIST from an IDX --source: three random digits as R, G, B (1,000 modes).",
-)
-flags.DEFINE_integer(
-    "stacked_examples",
-    128_000,
-    "Stacked MNIST training stacks (the test split gets a tenth).",
-    lower_bound=1,
-)
-flags.DEFINE_integer(
-    "train_examples",
-    0,
-    "Keep only the first N training examples, in the source's order (IDX, tfds: file order; "
-    "folders: sorted paths), and the whole test split: a limited-data copy of a data set, "
-    "scored in the full data set's feature space. 0 keeps all.",
-    lower_bound=0,
-)
-flags.mark_flag_as_required("output_dir")
-assert set(JOB_FLAGS) | {"output_dir"} == {
-    f.name for f in FLAGS.get_flags_for_module(sys.modules[__name__])
-}, "keep preprocessing.JOB_FLAGS in sync with the flags defined here"
-
 
 LOCAL_RUNNER = "FnApiRunner"
+# The manifest's record of the resolved configuration that wrote it (not fingerprinted: where
+# the output went and how many bad images were allowed do not change the data set).
+CONFIG_KEY = "config"
 
 
 class PreprocessError(UserError, ValueError):
@@ -246,11 +168,11 @@ def claim_output(output_dir: str, fingerprint: str, planned: list[str]) -> set[s
     return (owned - set(planned)) & present
 
 
-def split_beam_args(argv: Sequence[str]) -> list[str]:
-    """Reject arguments that are neither our flags nor Beam pipeline options."""
+def beam_options(args: Sequence[str]) -> list[str]:
+    """The Beam pipeline options to run with; refuses arguments that are none."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    beam_args = list(argv[1:])
+    beam_args = list(args)
     if not any(arg.startswith("--runner") for arg in beam_args):
         # Beam's DirectRunner first tries to download its Prism runner from the internet, then
         # falls back to this one: choose it directly (offline, no download, same results).
@@ -264,35 +186,39 @@ def split_beam_args(argv: Sequence[str]) -> list[str]:
     return beam_args
 
 
-def data_shape(native: tuple[int, int, int]) -> tuple[tuple[int, int, int], bool]:
-    """The output shape from --image_size/--channels and the source's; and whether to resize."""
-    channels = native[2] if FLAGS.channels == "auto" else int(FLAGS.channels)
-    channels = 3 if channels == 4 else channels
-    if FLAGS.image_size:
-        return (FLAGS.image_size, FLAGS.image_size, channels), True
-    return (native[0], native[1], channels), False
+def data_shape(
+    native: tuple[int, int, int], image_size: int, channels: str
+) -> tuple[tuple[int, int, int], bool]:
+    """The output shape from ``--image_size``, ``--channels`` and the source's native shape; and
+    whether to resize."""
+    depth = native[2] if channels == "auto" else int(channels)
+    depth = 3 if depth == 4 else depth
+    if image_size:
+        return (image_size, image_size, depth), True
+    return (native[0], native[1], depth), False
 
 
-def run(argv: Sequence[str]) -> str | None:
-    """Run the job; return the manifest path, or None when the output was already complete."""
+def run(config: PreprocessConfig, beam_args: Sequence[str] = ()) -> str | None:
+    """Run the job with Beam options ``beam_args`` (the local runner unless one is named);
+    return the manifest path, or None when the output already held this data set."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from preprocessing import transforms
 
-    beam_args = split_beam_args(argv)
+    beam_args = beam_options(beam_args)
     try:
-        background = images.parse_colour(FLAGS.background)
+        background = images.parse_colour(config.background)
     except ValueError as e:
-        raise PreprocessError(f"--background={FLAGS.background}: not a colour ({e})") from e
-    output_dir = FLAGS.output_dir
+        raise PreprocessError(f"--background={config.background}: not a colour ({e})") from e
+    output_dir = config.output_dir
     storage.check_bucket(output_dir)
     source = sources.resolve(
-        FLAGS.source,
-        FLAGS.stacked_mnist,
-        FLAGS.stacked_examples,
-        FLAGS.test_percent,
-        FLAGS.tfds_data_dir,
+        config.source,
+        config.stacked_mnist,
+        config.stacked_examples,
+        config.test_percent,
+        config.tfds_data_dir,
     )
     for path in source.local_paths():
         if storage.overlaps(path, output_dir):
@@ -301,30 +227,30 @@ def run(argv: Sequence[str]) -> str | None:
                 "directory of its own"
             )
     plan = source.plan()
-    shape, resize = data_shape(plan.native_shape)
-    kept = parse_classes(FLAGS.classes, plan.class_names)
+    shape, resize = data_shape(plan.native_shape, config.image_size, config.channels)
+    kept = parse_classes(config.classes, plan.class_names)
 
     def planned(plan: sources.Plan, subset_of: str = "") -> tuple[dict, dict]:
         num_shards = {
-            split: transforms.shards_for(count, shape, FLAGS.num_shards)
+            split: transforms.shards_for(count, shape, config.num_shards)
             for split, count in plan.counts.items()
         }
         header = manifest_header(
-            FLAGS.source,
+            config.source,
             plan,
             shape,
             kept,
             num_shards,
-            FLAGS.compression,
-            FLAGS.stacked_mnist,
+            config.compression,
+            config.stacked_mnist,
             background,
             subset_of,
         )
-        return num_shards, header
+        return num_shards, {**header, CONFIG_KEY: dataclasses.asdict(config)}
 
     num_shards, header = planned(plan)
-    if FLAGS.train_examples:
-        source = sources.FirstExamples(source, FLAGS.train_examples)
+    if config.train_examples:
+        source = sources.FirstExamples(source, config.train_examples)
         plan = source.plan()
         num_shards, header = planned(plan, subset_of=header["fingerprint"])
     manifest_path = storage.join(output_dir, schema.MANIFEST_NAME)
@@ -333,7 +259,7 @@ def run(argv: Sequence[str]) -> str | None:
             print(f"preprocessing: {output_dir} already holds this data set; nothing to do")
             return None
         layout = transforms.Layout(
-            shape, resize, len(plan.class_names), tuple(kept), FLAGS.compression, background
+            shape, resize, len(plan.class_names), tuple(kept), config.compression, background
         )
         chunks = [chunk for split, n in num_shards.items() for chunk in source.chunks(split, n)]
         storage.makedirs(output_dir)
@@ -347,14 +273,10 @@ def run(argv: Sequence[str]) -> str | None:
             f"{len(chunks)} shards",
             flush=True,
         )
-        if not FLAGS["verbosity"].present:
-            # A failed bundle is reported below in one line; Beam's own log of it, with its
-            # traceback, only with -v.
-            logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
         try:
             with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
                 transforms.build(
-                    pipeline, source, chunks, output_dir, header, layout, FLAGS.max_bad_images
+                    pipeline, source, chunks, output_dir, header, layout, config.max_bad_images
                 )
         except Exception as e:
             if any(disk.is_full(cause) for cause in _causes(e)):
@@ -363,7 +285,7 @@ def run(argv: Sequence[str]) -> str | None:
             raise PreprocessError(f"beam job failed: {_root_cause(e)}") from e
         report = storage.join(output_dir, transforms.BAD_IMAGES_REPORT)
         if not storage.exists(manifest_path) and storage.exists(report):
-            raise PreprocessError(bad_images_line(FLAGS.source, report, FLAGS.max_bad_images))
+            raise PreprocessError(bad_images_line(config.source, report, config.max_bad_images))
         # An earlier run's shards that this manifest does not list, and its bad-images report.
         for name in sorted(stale | ({transforms.BAD_IMAGES_REPORT} & _present(output_dir))):
             storage.delete(storage.join(output_dir, name))
@@ -406,12 +328,18 @@ def _root_cause(error: BaseException) -> str:
 
 
 def main(argv: Sequence[str]) -> None:
-    manifest_path = run(argv)
+    if not FLAGS["verbosity"].present:
+        # A failed bundle is reported in one line; Beam's own log of it, with its traceback,
+        # only with -v.
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+    manifest_path = run(common_settings.from_flags(PreprocessConfig, FLAGS), argv[1:])
     if manifest_path:
         print(f"preprocessing: wrote {manifest_path}")
 
 
 if __name__ == "__main__":
+    # Defined here, not on import: tests and launchers import run() beside other stages' flags.
+    common_settings.define_flags(PreprocessConfig, FLAGS)
     # absl parses its own flags; what it does not know is left for Beam.
     app.run(
         cli.guarded("preprocessing", main),

@@ -18,7 +18,7 @@ from tests import helpers
         ),
         ("trainer.task", "trainer", ["--data_dir=/d", "--job_dir=/j", "--seed=-1"], "--seed=-1"),
         ("pipeline.export", "export", ["--eval_samples=x"], "flag --eval_samples=x"),
-        ("pipeline.export", "export", [], "--job_dir and --export_dir are required"),
+        ("pipeline.export", "export", ["--job_dir=j"], "--export_dir must have a value"),
         ("pipeline.promote", "promote", ["--tolerance=x"], "flag --tolerance=x"),
         ("pipeline.submit", "submit", ["train", "--replicas=x"], "flag --replicas=x"),
         (

@@ -223,17 +223,16 @@ def test_stacked_mnist_classifier_trains_on_digits_per_epoch_not_stacks(
 ):
     """The digit classifier reads each channel as a digit and stops an epoch after
     DIGITS_PER_EPOCH digits: an epoch over all 128,000 stacks would be six MNIST epochs."""
-    from trainer import classifier
+    from trainer import classifier, data
 
     source = helpers.tiny_mnist(str(tmp_path / "idx"), n_train=300, n_test=100)
-    manifest = preprocess(
-        source, str(tmp_path / "data"), "--stacked_mnist", "--stacked_examples=300"
-    )
+    data_dir = str(tmp_path / "data")
+    preprocess(source, data_dir, "--stacked_mnist", "--stacked_examples=300")
     # One batch of 128 stacks is 384 digits; all 300 stacks would be 3 batches an epoch.
     monkeypatch.setattr(classifier, "DIGITS_PER_EPOCH", 3 * classifier.BATCH)
     # Trained in float32, the returned scorer is the trained model itself, optimizer included.
     monkeypatch.setattr(classifier, "training_dtype", lambda cpu_flags: "float32")
-    trained = classifier.train(str(tmp_path / "data"), manifest, epochs=2)
+    trained = classifier.train(data_dir, data.read_manifest(data_dir), epochs=2)
     assert int(trained.model.optimizer.iterations) == 2
     assert "on 384 digits (128 " in capsys.readouterr().out  # its progress line counts digits
     assert trained.model.input_shape == (None, 28, 28, 1)

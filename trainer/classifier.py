@@ -114,12 +114,12 @@ def cache_dir(root: str, fingerprint: str) -> str:
     return storage.join(root, fingerprint[:16])
 
 
-def feature_spaces(manifest: dict) -> list[str]:
+def feature_spaces(manifest: schema.Manifest) -> list[str]:
     """The fingerprints whose classifier may score this data set, best first: a subset
     (``--train_examples``) is scored in its full data set's feature space when that classifier
     exists, as a benchmark on 1,000 digits must be; else in its own."""
-    full = manifest.get("preprocess", {}).get("subset_of")
-    return [full, manifest["fingerprint"]] if full else [manifest["fingerprint"]]
+    full = manifest.subset_of
+    return [full, manifest.fingerprint] if full else [manifest.fingerprint]
 
 
 def feature_model(model: keras.Model) -> keras.Model:
@@ -205,11 +205,13 @@ def shifted(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     )
 
 
-def train(data_dir: str, manifest: dict, epochs: int | None = None, seed: int = 0) -> Classifier:
+def train(
+    data_dir: str, manifest: schema.Manifest, epochs: int | None = None, seed: int = 0
+) -> Classifier:
     """A classifier of the data set's training split, with its test accuracy: ``epochs`` passes
     (by default ``epochs_for`` the split's size) of randomly shifted images, the learning rate
     falling along a cosine to zero at the last batch."""
-    spec = data.data_spec(manifest)
+    spec = manifest.spec
     shape, num_classes, transform, batches_per_epoch = classifier_data(spec)
 
     def split(name: str, shuffle_seed: int | None):
@@ -224,7 +226,7 @@ def train(data_dir: str, manifest: dict, epochs: int | None = None, seed: int = 
             lambda i, batch: (shifted(batch[0], tf.stack([i, shuffle_seed])), batch[1])
         )
 
-    examples = manifest["splits"]["train"]["num_examples"]
+    examples = manifest.examples("train")
     if batches_per_epoch:
         examples = min(examples, batches_per_epoch * BATCH)
     epochs = epochs or epochs_for(examples)
@@ -269,12 +271,12 @@ def _epoch_line(model: keras.Model, epoch: int, epochs: int, started: float) -> 
     )
 
 
-def _accuracy_is_enforced(manifest: dict) -> bool:
+def _accuracy_is_enforced(manifest: schema.Manifest) -> bool:
     """The 99% floor holds for full MNIST digits (and Stacked MNIST's channels); other data sets
     (Fashion-MNIST ≈ 92%, CIFAR-10 ≈ 75%) and tiny test sets only record their accuracy."""
-    spec = data.data_spec(manifest)
+    spec = manifest.spec
     digits = spec.stacked_mnist or (spec.name == "mnist" and len(spec.kept) == 10)
-    return digits and manifest["splits"]["train"]["num_examples"] >= 50_000
+    return digits and manifest.examples("train") >= 50_000
 
 
 def _sha256(path: str) -> str:
@@ -309,7 +311,7 @@ def _load_entry(directory: str, remedy: str) -> Classifier:
     return Classifier(model, accuracy, expected, directory)
 
 
-def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
+def load_or_train(root: str, data_dir: str, manifest: schema.Manifest) -> Classifier:
     """The bundled classifier of this data set's feature space (``feature_spaces``) if the
     project ships one, else the one cached under ``root``, training and caching one for this
     data set the first time."""
@@ -322,7 +324,7 @@ def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
         directory = cache_dir(root, fingerprint)
         if storage.exists(storage.join(directory, INFO_FILE)):
             return _load_entry(directory, f"delete {directory} to retrain")
-    directory = cache_dir(root, manifest["fingerprint"])
+    directory = cache_dir(root, manifest.fingerprint)
     classifier = train(data_dir, manifest)
     if _accuracy_is_enforced(manifest) and classifier.test_accuracy < MIN_ACCURACY:
         raise ClassifierError(
@@ -337,7 +339,7 @@ def load_or_train(root: str, data_dir: str, manifest: dict) -> Classifier:
         storage.put_file(local, storage.join(directory, MODEL_FILE))
     info = {
         "test_accuracy": classifier.test_accuracy,
-        "data_fingerprint": manifest["fingerprint"],
+        "data_fingerprint": manifest.fingerprint,
         "model_sha256": classifier.sha256,
     }
     info_path = storage.join(directory, INFO_FILE)

@@ -8,12 +8,12 @@ fails before the job is created, with the line the trainer would have printed.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 from absl import flags
 
 from common import cli
+from common import settings as common_settings
 from trainer import augment, losses, models, presets, settings
 from trainer import config as config_lib
 
@@ -25,31 +25,9 @@ REGISTRIES = {
 }
 
 
-def _field_type(field: dataclasses.Field) -> str:
-    kind = str(field.type)
-    return next(t for t in ("bool", "int", "float", "str") if t in kind)
-
-
 def define_flags(flag_values: flags.FlagValues) -> None:
     """One absl flag per ``TrainConfig`` field: name, type, default and help, none retyped."""
-    for field in dataclasses.fields(settings.TrainConfig):
-        name, default, help_text = field.name, field.default, field.metadata["help"]
-        choices = field.metadata.get("choices")
-        if field.metadata.get("registry"):
-            registry = REGISTRIES[name]
-            choices = tuple(sorted(registry))
-            help_text += " " + "; ".join(f"{k}: {v.description}" for k, v in registry.items())
-        kind = _field_type(field)
-        if choices:
-            flags.DEFINE_enum(name, default, list(choices), help_text, flag_values=flag_values)
-        elif kind == "bool":
-            flags.DEFINE_bool(name, default, help_text, flag_values=flag_values)
-        elif kind == "int":
-            flags.DEFINE_integer(name, default, help_text, flag_values=flag_values)
-        elif kind == "float":
-            flags.DEFINE_float(name, default, help_text, flag_values=flag_values)
-        else:
-            flags.DEFINE_string(name, default, help_text, flag_values=flag_values)
+    common_settings.define_flags(settings.TrainConfig, flag_values, REGISTRIES)
 
 
 def config_from(
@@ -62,8 +40,8 @@ def config_from(
     ``argv`` is what absl left unparsed (the program name first): anything more is refused."""
     if len(argv) > 1:
         raise config_lib.ConfigError(f"unexpected arguments {' '.join(argv[1:])}")
-    values = {name: flag_values[name].value for name in settings.NAMES}
-    given = {name for name in settings.NAMES if flag_values[name].present}
+    values = common_settings.values(settings.TrainConfig, flag_values)
+    given = common_settings.given(settings.TrainConfig, flag_values)
     if read_data and values["preset"] == presets.AUTO and values["data_dir"]:
         # --noconditional on labelled data asks for an unconditional recipe.
         unlabelled = "conditional" in given and not values["conditional"]
@@ -77,9 +55,10 @@ def automatic_preset(data_dir: str, unlabelled: bool = False) -> tuple[str, str]
     from trainer import data
 
     manifest = data.read_manifest(data_dir)
-    spec = data.data_spec(manifest)
-    train = int(manifest["splits"]["train"]["num_examples"])
-    return presets.automatic(spec.shape, spec.labelled and not unlabelled, train)
+    spec = manifest.spec
+    return presets.automatic(
+        spec.shape, spec.labelled and not unlabelled, manifest.examples("train")
+    )
 
 
 def parse(args: Sequence[str], environ: Mapping[str, str]) -> config_lib.TrainConfig:

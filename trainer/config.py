@@ -10,6 +10,7 @@ import dataclasses
 import math
 from collections.abc import Collection, Mapping
 
+from common import settings as common_settings
 from common.cli import UserError
 from trainer import augment, losses, models, presets, settings
 from trainer.settings import TrainConfig
@@ -87,18 +88,10 @@ def from_flags_text(text: str, where: str) -> TrainConfig:
             values.update(settings.RETIRED_AS[name](raw))
         if name not in fields:
             continue
-        kind = str(fields[name].type)
         try:
-            if "bool" in kind:
-                values[name] = raw.lower() in ("true", "1")
-            elif "int" in kind:
-                values[name] = int(raw)
-            elif "float" in kind:
-                values[name] = float(raw) if raw not in ("", "None") else None
-            else:
-                values[name] = raw
+            values[name] = common_settings.parse_value(fields[name], raw)
         except ValueError as e:
-            raise ConfigError(f"{where}: --{name}={raw} is not a valid {kind}") from e
+            raise ConfigError(f"{where}: {e}") from e
     missing = [n for n in ("data_dir", "job_dir") if not values.get(n)]
     if missing:
         raise ConfigError(f"{where}: no --{missing[0]}; not a trainer flags file")

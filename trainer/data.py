@@ -65,7 +65,7 @@ class SplitData:
     labels: np.ndarray  # int32 [N]
 
 
-def read_manifest(data_dir: str) -> dict:
+def read_manifest(data_dir: str) -> schema.Manifest:
     path = storage.join(data_dir, schema.MANIFEST_NAME)
     try:
         text = storage.read_text(path)
@@ -74,11 +74,11 @@ def read_manifest(data_dir: str) -> dict:
             f"{path}: not found; run preprocessing first (no manifest, no complete data set)"
         ) from e
     try:
-        manifest = schema.parse_manifest(text, path)
+        manifest = schema.Manifest.parse(text, path)
     except schema.ManifestError as e:
         raise DataError(str(e)) from e
     present = {name.rsplit("/", 1)[-1] for name in storage.list_files(data_dir)}
-    listed = sorted(schema.listed_files(manifest))
+    listed = sorted(manifest.listed_files)
     missing = [name for name in listed if name not in present]
     if missing:
         raise DataError(
@@ -88,12 +88,8 @@ def read_manifest(data_dir: str) -> dict:
     return manifest
 
 
-def data_spec(manifest: dict) -> schema.DataSpec:
-    return schema.DataSpec.from_manifest(manifest)
-
-
-def _compression(manifest: dict) -> str:
-    return "GZIP" if manifest["compression"] == "gzip" else ""
+def _compression(manifest: schema.Manifest) -> str:
+    return "GZIP" if manifest.compression == "gzip" else ""
 
 
 class ShardFiles:
@@ -103,13 +99,13 @@ class ShardFiles:
     readable), so a truncated or replaced file is named instead of training on garbage.
     """
 
-    def __init__(self, data_dir: str, manifest: dict):
+    def __init__(self, data_dir: str, manifest: schema.Manifest):
         self.data_dir = data_dir
         self.compression = _compression(manifest)
         self.expected = {
             name: count
-            for split in manifest["splits"].values()
-            for name, count in split["file_examples"].items()
+            for split in manifest.splits.values()
+            for name, count in split.file_examples.items()
         }
         self.checked: set[str] = set()
         self.window: list[str] = []
@@ -238,23 +234,23 @@ def parser(spec: schema.DataSpec):
 
 
 def _split_files(
-    data_dir: str, manifest: dict, split: str, shard_index: int = 0, num_shards: int = 1
+    data_dir: str, manifest: schema.Manifest, split: str, shard_index: int = 0, num_shards: int = 1
 ) -> tuple[list[str], int]:
-    entry = manifest["splits"].get(split)
+    entry = manifest.splits.get(split)
     if entry is None:
         raise DataError(f"{storage.join(data_dir, schema.MANIFEST_NAME)}: no {split!r} split")
-    files = entry["files"][shard_index::num_shards]
+    files = list(entry.files[shard_index::num_shards])
     if not files:
         raise DataError(
-            f"{data_dir}: split {split!r} has {len(entry['files'])} files, too few for "
+            f"{data_dir}: split {split!r} has {len(entry.files)} files, too few for "
             f"{num_shards} input pipelines; preprocess with more --num_shards"
         )
-    return files, sum(entry["file_examples"][name] for name in files)
+    return files, sum(entry.file_examples[name] for name in files)
 
 
 def make_dataset_fn(
     data_dir: str,
-    manifest: dict,
+    manifest: schema.Manifest,
     global_batch_size: int,
     batches_per_step: int,
     seed: int,
@@ -265,7 +261,7 @@ def make_dataset_fn(
     Each element holds ``batches_per_step`` consecutive per-replica batches (one per
     discriminator step), stacked along the batch axis.
     """
-    spec = data_spec(manifest)
+    spec = manifest.spec
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         files, epoch_size = _split_files(
@@ -300,10 +296,10 @@ def make_dataset_fn(
 
 
 def split_dataset(
-    data_dir: str, manifest: dict, split: str, batch: int, seed: int | None = None
+    data_dir: str, manifest: schema.Manifest, split: str, batch: int, seed: int | None = None
 ) -> tf.data.Dataset:
     """One pass over ``split`` in batches: shuffled by ``seed`` (training), else in file order."""
-    spec = data_spec(manifest)
+    spec = manifest.spec
     files, size = _split_files(data_dir, manifest, split)
     shards = ShardFiles(data_dir, manifest)
     shards.check_all(files)
@@ -320,7 +316,11 @@ def split_dataset(
 
 
 def load_examples(
-    data_dir: str, manifest: dict, split: str, limit: int | None = None, seed: int | None = None
+    data_dir: str,
+    manifest: schema.Manifest,
+    split: str,
+    limit: int | None = None,
+    seed: int | None = None,
 ) -> SplitData:
     """The first ``limit`` examples of ``split`` (all when None) in memory: in file order, or
     shuffled by ``seed`` (a random sample)."""
@@ -337,7 +337,7 @@ def load_examples(
                 break
     except tf.errors.OpError as e:
         raise input_error(e) or DataError(f"{data_dir}: {e.message.splitlines()[0]}") from e
-    spec = data_spec(manifest)
+    spec = manifest.spec
     if not images:
         return SplitData(np.zeros((0, *spec.shape), np.float32), np.zeros((0,), np.int32))
     return SplitData(np.concatenate(images)[:limit], np.concatenate(labels)[:limit])

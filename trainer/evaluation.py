@@ -37,6 +37,7 @@ import numpy as np
 from scipy import linalg, ndimage
 
 if TYPE_CHECKING:
+    from common.schema import Manifest
     from trainer.classifier import Classifier
 
 NUM_SAMPLES = 10_000
@@ -518,7 +519,7 @@ class Evaluator:
 
 def make_evaluator(
     data_dir: str,
-    manifest: dict,
+    manifest: Manifest,
     classifier_dir: str,
     num_samples: int = NUM_SAMPLES,
     feature_extractor: str = "own",
@@ -528,7 +529,7 @@ def make_evaluator(
     from trainer import classifier as classifier_lib
     from trainer import data
 
-    spec = data.data_spec(manifest)
+    spec = manifest.spec
     classifier = None
     if feature_extractor == "inception_v3":
         classifier = classifier_lib.inception()
@@ -537,4 +538,4 @@ def make_evaluator(
     if feature_extractor == "own" and spec.labelled:
         classifier = classifier_lib.load_or_train(root, data_dir, manifest)
     real = data.load_examples(data_dir, manifest, "test", num_samples).images
-    return Evaluator(spec, real, classifier, num_samples, manifest["fingerprint"], root)
+    return Evaluator(spec, real, classifier, num_samples, manifest.fingerprint, root)

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from common import storage
 from common.cli import UserError
+from common.schema import Manifest
 from trainer import clusters, data, schedule
 from trainer import config as config_lib
 from trainer import strategy as strategy_lib
@@ -65,7 +66,7 @@ def _setup_numerics(config: TrainConfig) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def _fit_clusters(config: TrainConfig, manifest: dict, gan: Gan, chief: bool) -> None:
+def _fit_clusters(config: TrainConfig, manifest: Manifest, gan: Gan, chief: bool) -> None:
     began = time.perf_counter()
     images = data.load_examples(
         config.data_dir, manifest, "train", clusters.FIT_IMAGES, seed=config.seed
@@ -121,9 +122,8 @@ def _train(
     should_stop: Callable[[], bool],
 ) -> TrainResult:
     manifest = data.read_manifest(config.data_dir)
-    spec = data.data_spec(manifest)
     with strategy.scope():
-        gan = Gan(config, spec, strategy)
+        gan = Gan(config, manifest.spec, strategy)
     store = CheckpointStore(
         workspace.checkpoint_target,
         gan.checkpoint_objects(),
@@ -146,7 +146,7 @@ def _train(
     if chief:
         workspace.pull()
         storage.write_text(workspace.job.path(FLAGS_FILE), config_lib.to_flags_text(config))
-        record = {"data_dir": config.data_dir, "fingerprint": manifest["fingerprint"]}
+        record = {"data_dir": config.data_dir, "fingerprint": manifest.fingerprint}
         storage.write_text(workspace.job.path(DATA_FILE), json.dumps(record, indent=2) + "\n")
         workspace.push()
 
@@ -171,7 +171,7 @@ def _train(
         enabled=chief,
         deadline=started + config.max_minutes * 60 if config.max_minutes else None,
     )
-    sample_z, sample_labels = sample_inputs(config, spec.kept)
+    sample_z, sample_labels = sample_inputs(config, manifest.spec.kept)
     evaluate = _make_evaluator(config, manifest, gan) if chief and config.eval_every else None
     reporter.start(step)
     totals = dict.fromkeys(gan.metric_names, 0.0)
@@ -264,7 +264,7 @@ def _schedule_report(config: TrainConfig, step: int) -> dict[str, float]:
     return {"lr_scale": float(scale)}
 
 
-def _check_same_data(config: TrainConfig, manifest: dict) -> None:
+def _check_same_data(config: TrainConfig, manifest: Manifest) -> None:
     """A resumed run continues on the data its checkpoint was trained on, unless told otherwise."""
     path = storage.join(config.job_dir, DATA_FILE)
     if config.allow_data_change or not storage.exists(path):
@@ -274,16 +274,16 @@ def _check_same_data(config: TrainConfig, manifest: dict) -> None:
         previous = str(trained_on["fingerprint"])
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise data.DataError(f"{path}: unreadable ({type(e).__name__})") from e
-    if previous != manifest["fingerprint"]:
+    if previous != manifest.fingerprint:
         raise data.DataError(
             f"{config.job_dir}: its checkpoint was trained on data {previous[:12]}… "
             f"({trained_on.get('data_dir')}), --data_dir={config.data_dir} holds "
-            f"{manifest['fingerprint'][:12]}…; pass --allow_data_change to train on anyway"
+            f"{manifest.fingerprint[:12]}…; pass --allow_data_change to train on anyway"
         )
 
 
 def _make_evaluator(
-    config: TrainConfig, manifest: dict, gan: Gan
+    config: TrainConfig, manifest: Manifest, gan: Gan
 ) -> Callable[[], tuple[dict, dict]]:
     """The export's evaluator, run on the sampler every --eval_every steps: (the sampler's
     metrics, real training images' at the same sample count). FD on 2,000 samples reads ~4× its

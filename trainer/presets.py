@@ -9,6 +9,8 @@ launchers read this module without paying for one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 TUTORIAL = "tutorial"
 PIPELINE = "pipeline"
 UNCONDITIONAL = "unconditional"
@@ -115,6 +117,14 @@ PRESETS: dict[str, dict[str, object]] = {
         "eval_every": 0,
     },
 }
+
+
+def with_default(trainer_args: Sequence[str]) -> list[str]:
+    """Trainer arguments as the launchers (``pipeline.run``, ``pipeline.submit train``) send
+    them: ``--preset=auto`` first, the measured recipe for the data, unless they name a preset;
+    the flags the user gave come after it and win."""
+    named = any(arg.lstrip("-").split("=", 1)[0] == "preset" for arg in trainer_args)
+    return list(trainer_args) if named else [f"--preset={AUTO}", *trainer_args]
 
 
 def describe() -> str:

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from common.settings import setting
 from trainer import presets
-
-
-def setting(default, help: str, **metadata):
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
-
 
 # Flags that were, and what replaced them: an old run's flags.txt is told what to write instead.
 RETIRED = {

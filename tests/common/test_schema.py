@@ -63,3 +63,50 @@ def test_a_record_serializes_to_the_same_bytes_in_every_process():
 def test_denormalize_rounds_clips_and_shows_non_finite_values_as_black():
     images = np.array([-1.0, 0.0, 1.0, 1.5, -2.0, np.nan, np.inf, -np.inf], dtype=np.float32)
     assert schema.denormalize(images).tolist() == [0, 128, 255, 255, 0, 0, 255, 0]
+
+
+def _record(**preprocess) -> dict:
+    header = {
+        "schema_version": schema.SCHEMA_VERSION,
+        "name": "dots",
+        "image_shape": [4, 4, 3],
+        "value_range": list(schema.VALUE_RANGE),
+        "normalization": "x / 127.5 - 1",
+        "features": {},
+        "compression": "gzip",
+        "class_names": ["a", "b"],
+        "kept_classes": [1],
+        "stacked_mnist": False,
+        "preprocess": preprocess,
+        "source_sha256": {},
+    }
+    split = {
+        "files": ["train-0.gz", "train-1.gz"],
+        "file_examples": {"train-0.gz": 2, "train-1.gz": 1},
+        "num_examples": 3,
+        "class_counts": [0, 3],
+    }
+    return {**header, "fingerprint": schema.fingerprint(header), "splits": {"train": split}}
+
+
+def test_a_manifest_is_read_once_into_typed_fields():
+    record = _record(subset_of="f" * 64)
+    manifest = schema.Manifest.from_record(record, "m.json")
+    assert manifest.spec == schema.DataSpec("dots", 4, 4, 3, ("a", "b"), (1,))
+    assert manifest.fingerprint == record["fingerprint"] and manifest.compression == "gzip"
+    assert manifest.subset_of == "f" * 64
+    assert manifest.splits["train"] == schema.Split(
+        ("train-0.gz", "train-1.gz"), {"train-0.gz": 2, "train-1.gz": 1}, 3, (0, 3)
+    )
+    assert manifest.examples("train") == 3 and manifest.examples("test") == 0
+    assert manifest.listed_files == {"train-0.gz", "train-1.gz"}
+    assert manifest.record is record  # what an export copies whole
+    assert schema.Manifest.from_record(_record(), "m.json").subset_of == ""
+
+
+def test_a_manifest_with_a_bad_field_is_named_in_one_error():
+    record = _record()
+    record["preprocess"] = "resized"
+    record["fingerprint"] = schema.fingerprint(record)
+    with pytest.raises(schema.ManifestError, match=r"m\.json: preprocess is not an object"):
+        schema.Manifest.from_record(record, "m.json")

@@ -126,6 +126,12 @@ def test_pipeline_writes_every_artifact(pipeline_run):
     with open(os.path.join(export, "README.md")) as f:
         card = f.read()
     assert 'signatures["serving_default"]' in card and "label" in card
+    # Each stage writes the resolved configuration it ran beside its output.
+    with open(os.path.join(export, "export_config.json")) as f:
+        assert json.load(f)["job_dir"] == os.path.join(pipeline_run, "job")
+    assert helpers.read_manifest(os.path.join(pipeline_run, "data"))["config"]["output_dir"] == (
+        os.path.join(pipeline_run, "data")
+    )
 
 
 def test_rerun_skips_complete_stages(pipeline_run):
@@ -310,7 +316,7 @@ def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tmp_path):
             embedded.append(len(images)) or classifier.features_and_probs(images)
         )
     )
-    evaluator = evaluation.Evaluator(data.data_spec(manifest), test, counting, len(test))
+    evaluator = evaluation.Evaluator(manifest.spec, test, counting, len(test))
     assert evaluator.score(train) == real and evaluator.score(noise) == fake
     labels = data.load_examples(tiny_data_dir, manifest, "train").labels
     scored = evaluator.score(train, labels=labels)
@@ -319,7 +325,7 @@ def test_metrics_put_real_data_near_the_floor_and_noise_far_from_it(tmp_path):
     cached = classifier_lib.load_or_train(str(tmp_path / "cls"), tiny_data_dir, manifest)
     assert evaluation.compare(cached, test, train) == pytest.approx(real)
     # Copies of training images read as memorized; fresh test images and noise do not.
-    checking = evaluation.Evaluator(data.data_spec(manifest), test, classifier, len(test))
+    checking = evaluation.Evaluator(manifest.spec, test, classifier, len(test))
     assert "memorization_share" not in checking.score(train[:500])  # no training images held
     checking.hold_training_images(train)
     assert checking.real_floor(train)["memorization_share"] < 0.1  # the test images: fresh
@@ -363,7 +369,7 @@ def test_a_tampered_classifier_cache_is_not_loaded(tiny_data_dir, tmp_path):
     from trainer import data
 
     manifest = data.read_manifest(tiny_data_dir)
-    fingerprint = manifest["fingerprint"]
+    fingerprint = manifest.fingerprint
     root = str(tmp_path / "cache")
     classifier_lib.load_or_train(root, tiny_data_dir, manifest)
     model = os.path.join(classifier_lib.cache_dir(root, fingerprint), classifier_lib.MODEL_FILE)
@@ -377,7 +383,7 @@ def test_the_bundled_mnist_classifier_is_loaded_not_trained(tmp_path):
     from trainer import classifier as classifier_lib
 
     fingerprint = helpers.BUNDLED_MNIST_FINGERPRINT
-    manifest = {"fingerprint": fingerprint}
+    manifest = helpers.mnist_manifest(fingerprint)
     root = str(tmp_path / "cache")
     # No data to train on: a classifier can only come from data/classifiers/.
     classifier = classifier_lib.load_or_train(root, str(tmp_path / "no-data"), manifest)
@@ -394,7 +400,7 @@ def test_a_tampered_bundled_classifier_is_not_loaded(tmp_path, monkeypatch):
     from trainer import classifier as classifier_lib
 
     fingerprint = helpers.BUNDLED_MNIST_FINGERPRINT
-    manifest = {"fingerprint": fingerprint}
+    manifest = helpers.mnist_manifest(fingerprint)
     bundled = str(tmp_path / "bundled")
     shutil.copytree(classifier_lib.BUNDLED, bundled)
     monkeypatch.setattr(classifier_lib, "BUNDLED", bundled)

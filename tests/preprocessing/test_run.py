@@ -14,8 +14,9 @@ import time
 import numpy as np
 import pytest
 
-from common import schema
-from preprocessing import idx, sources
+from common import schema, settings
+from preprocessing import idx, run, sources
+from preprocessing.config import PreprocessConfig
 from tests import helpers
 
 CANONICAL_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -34,11 +35,18 @@ def tiny_source(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny_output(tiny_source, tmp_path_factory) -> str:
-    out = str(tmp_path_factory.mktemp("data"))
-    proc = preprocess(tiny_source, out, "--num_shards=2")
-    assert proc.returncode == 0, proc.stderr
-    return out
+def tiny_config(tiny_source, tmp_path_factory) -> PreprocessConfig:
+    return PreprocessConfig(
+        source=tiny_source, output_dir=str(tmp_path_factory.mktemp("data")), num_shards=2
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_output(tiny_config) -> str:
+    """The stage run in this process, as a function of its configuration."""
+    manifest_path = run.run(tiny_config)
+    assert manifest_path == os.path.join(tiny_config.output_dir, "manifest.json")
+    return tiny_config.output_dir
 
 
 @pytest.mark.each_python
@@ -54,8 +62,9 @@ def test_records_hold_normalized_pixels_and_labels(tiny_source, tiny_output):
     assert helpers.sorted_records(images, got_labels) == helpers.sorted_records(expected, labels)
 
 
-def test_manifest_describes_the_output(tiny_source, tiny_output):
+def test_manifest_describes_the_output(tiny_source, tiny_config, tiny_output):
     manifest = helpers.read_manifest(tiny_output)
+    assert manifest["config"] == json.loads(settings.to_json(tiny_config))
     schema.validate_manifest(manifest, "test")
     assert manifest["schema_version"] == schema.SCHEMA_VERSION
     assert manifest["image_shape"] == [28, 28, 1]
@@ -193,8 +202,9 @@ def test_full_bundled_mnist_has_canonical_counts(tmp_path):
     # trainer's (2,000 samples) recomputed equals the shipped one.
     from trainer import classifier, data, evaluation
 
-    scorer = evaluation.make_evaluator(out, manifest, str(tmp_path / "cache"), 2_000)
-    train = data.load_examples(out, manifest, "train", 2_000).images
+    typed = data.read_manifest(out)
+    scorer = evaluation.make_evaluator(out, typed, str(tmp_path / "cache"), 2_000)
+    train = data.load_examples(out, typed, "train", 2_000).images
     key = scorer._floor_key(len(train))
     assert key is not None and key.held_images == 0
     shipped = classifier.load_floor(scorer.classifier, scorer.cache_root, key)

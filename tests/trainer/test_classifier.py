@@ -91,8 +91,8 @@ def test_a_subset_is_scored_by_its_full_data_sets_classifier(tmp_path):
     bundled = classifier.cache_dir(classifier.BUNDLED, mnist)
     with open(os.path.join(bundled, classifier.INFO_FILE)) as f:
         expected_sha256 = json.load(f)["model_sha256"]
-    manifest = {"fingerprint": "e" * 64, "preprocess": {"subset_of": mnist}}
+    manifest = helpers.mnist_manifest("e" * 64, subset_of=mnist)
     assert classifier.feature_spaces(manifest) == [mnist, "e" * 64]
     scorer = classifier.load_or_train(str(tmp_path / "cache"), str(tmp_path / "no-data"), manifest)
     assert scorer.sha256 == expected_sha256
-    assert classifier.feature_spaces({"fingerprint": "e" * 64, "preprocess": {}}) == ["e" * 64]
+    assert classifier.feature_spaces(helpers.mnist_manifest("e" * 64)) == ["e" * 64]

@@ -41,7 +41,7 @@ def test_the_default_ramp_up_is_the_step_warm_up_it_replaced():
 def _one_step(data_dir: str, job_dir: str, **overrides) -> tuple[Gan, list[np.ndarray]]:
     """A Gan after one train step, and its generator's weights before it."""
     config = dataclasses.replace(tiny_config(data_dir, job_dir), **overrides)
-    gan = Gan(config, data.data_spec(data.read_manifest(data_dir)), tf.distribute.get_strategy())
+    gan = Gan(config, data.read_manifest(data_dir).spec, tf.distribute.get_strategy())
     initial = _weights(gan.generator)
     batch = np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
     one_step(gan, gan.make_train_function(), batch, np.zeros(16, np.int32))

@@ -15,7 +15,7 @@ def make_gan(data_dir: str, job_dir: str, like: Gan | None = None, **options) ->
     """A tiny Gan; ``like``: with that one's discriminator weights, to compare penalties."""
     # Dropout off: two evaluations of D on the same images must agree.
     config = tiny_config(data_dir, job_dir, d_dropout=0.0, **options)
-    spec = data.data_spec(data.read_manifest(data_dir))
+    spec = data.read_manifest(data_dir).spec
     gan = Gan(config, spec, tf.distribute.get_strategy())
     if like is not None:
         for mine, theirs in zip(gan.discriminator.weights, like.discriminator.weights, strict=True):

@@ -137,7 +137,7 @@ def test_conditional_samples_follow_their_labels(tiny_data_dir, tmp_path):
 
     config = tiny_config(tiny_data_dir, str(tmp_path), conditional=True, ema_kimg=0.0)
     strategy = tf.distribute.get_strategy()
-    gan = Gan(config, data.data_spec(data.read_manifest(tiny_data_dir)), strategy)
+    gan = Gan(config, data.read_manifest(tiny_data_dir).spec, strategy)
     manifest = data.read_manifest(tiny_data_dir)
     dataset = strategy.distribute_datasets_from_function(
         data.make_dataset_fn(tiny_data_dir, manifest, config.batch_size, 1, 0, start_step=0)
@@ -245,9 +245,7 @@ def test_the_nan_guard_sees_the_extra_discriminator_steps(tiny_data_dir, tmp_pat
     from trainer.gan import METRICS, Gan
 
     config = tiny_config(tiny_data_dir, str(tmp_path), training_ratio=2, batch_size=8)
-    gan = Gan(
-        config, data.data_spec(data.read_manifest(tiny_data_dir)), tf.distribute.get_strategy()
-    )
+    gan = Gan(config, data.read_manifest(tiny_data_dir).spec, tf.distribute.get_strategy())
     monkeypatch.setattr(
         gan, "_joint_step", lambda real, labels, step: {k: tf.constant(0.0) for k in METRICS}
     )
