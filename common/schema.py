@@ -19,7 +19,6 @@ from common.cli import UserError
 
 SCHEMA_VERSION = 2
 VALUE_RANGE = (-1.0, 1.0)
-MANIFEST_NAME = "manifest.json"
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
 COMPRESSION_SUFFIX = {"gzip": ".tfrecord.gz", "none": ".tfrecord"}

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import tempfile
 from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import cli, lease, storage
+from common import cli, layout, lease, storage
 from common import settings as common_settings
 from common.cli import UserError
 from common.settings import setting
@@ -38,12 +37,9 @@ class ExportConfig:
     eval_samples: int = setting(10_000, "Generated samples the metrics are computed on.", lower=1)
 
 
-METRICS_FILE = "metrics.json"
 # Written before the first file, removed after metrics.json: a re-run after a crash may finish
 # a directory holding it; a directory holding neither is someone else's.
 IN_PROGRESS = ".export-in-progress.json"
-GENERATOR_DIR = "generator"
-CONFIG_FILE = "export_config.json"  # the resolved ExportConfig that wrote the export
 
 
 class ExportError(UserError, ValueError):
@@ -58,7 +54,7 @@ def _restore_generator(job_dir: str):
     from trainer.gan import Gan
     from trainer.workspace import Workspace
 
-    flags_path = storage.join(job_dir, "flags.txt")
+    flags_path = layout.JobDir(job_dir).flags
     if not storage.exists(flags_path):
         raise ExportError(f"{flags_path}: not found; is {job_dir} a training job directory?")
     config = config_lib.from_flags_text(storage.read_text(flags_path), flags_path)
@@ -127,7 +123,7 @@ def export(export_config: ExportConfig) -> dict:
     config, gan, checkpoint, step = _restore_generator(job_dir)
     fingerprint = gan.fingerprint()
     with lease.acquire(export_dir, "export"):
-        existing = storage.join(export_dir, METRICS_FILE)
+        existing = layout.ExportDir(export_dir).metrics
         if storage.exists(existing):
             try:
                 previous = json.loads(storage.read_text(existing))
@@ -170,12 +166,11 @@ def export(export_config: ExportConfig) -> dict:
             "model": evaluator.evaluate(gan.sample, config.latent_dim, config.conditional),
             "real_floor": evaluator.real_floor(train.images),
         }
-        with tempfile.TemporaryDirectory(prefix="gan-export-") as staging:
-            save_generator(
-                gan, config.latent_dim, config.conditional, os.path.join(staging, GENERATOR_DIR)
-            )
+        with tempfile.TemporaryDirectory(prefix="gan-export-") as staging_dir:
+            staging = layout.ExportDir(staging_dir)
+            save_generator(gan, config.latent_dim, config.conditional, staging.generator)
             gallery.write(
-                os.path.join(staging, "gallery"),
+                staging.join(staging.GALLERY),
                 gan,
                 config,
                 manifest,
@@ -184,16 +179,14 @@ def export(export_config: ExportConfig) -> dict:
                 reals=(train.images, train.labels),
                 nearest=evaluator.nearest_training,
             )
-            with open(os.path.join(staging, "README.md"), "w") as f:
+            with open(staging.join(staging.CARD), "w") as f:
                 f.write(model_card.render(config, manifest, metrics))
-            storage.copy_file(
-                storage.join(job_dir, "flags.txt"), os.path.join(staging, "flags.txt")
-            )
-            with open(os.path.join(staging, "manifest.json"), "w") as f:
+            storage.copy_file(layout.JobDir(job_dir).flags, staging.flags)
+            with open(staging.manifest, "w") as f:
                 json.dump(manifest.record, f, indent=2, sort_keys=True)
-            with open(os.path.join(staging, CONFIG_FILE), "w") as f:
+            with open(staging.join(staging.CONFIG), "w") as f:
                 f.write(common_settings.to_json(export_config))
-            storage.copy_tree(staging, export_dir)
+            storage.copy_tree(staging_dir, export_dir)
         storage.write_text(existing, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         storage.delete(in_progress)  # from here metrics.json marks the directory as ours
         return metrics

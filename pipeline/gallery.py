@@ -16,20 +16,17 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from common import storage
+from common import layout, storage
 from common.schema import Manifest
-from trainer import progress
+from trainer import evaluation, progress, stats
 from trainer.loop import sample_inputs
 
-CURVES = (
-    ("losses", ("d_loss", "g_loss")),
-    ("discriminator outputs", ("d_real", "d_fake")),
-    ("gradient norms", ("d_grad_norm", "g_grad_norm")),
-    ("Fréchet distance (eval, {n} samples)", ("eval_frechet_distance",)),
-    ("classifier score (eval, {n} samples)", ("eval_classifier_score",)),
-    ("sliced Wasserstein ×10³ (eval, {n} samples)", ("eval_sliced_wasserstein",)),
-    ("modes covered of 1,000 (eval, {n} samples)", ("eval_modes_covered",)),
-)
+# The evaluations during training, one panel each, after the training statistics' panels.
+EVAL_CURVES = [
+    (f"{metric.curve} (eval, {{n}} samples)", (f"eval_{name}",))
+    for name, metric in evaluation.METRICS.items()
+    if metric.curve
+]
 
 
 SAMPLE_NAME = re.compile(r"^step-\d{8}\.png$")  # progress.sample_name
@@ -55,7 +52,7 @@ def interpolation_inputs(
 
 
 def _read_metrics(job_dir: str) -> list[dict]:
-    path = storage.join(job_dir, "metrics.jsonl")
+    path = layout.JobDir(job_dir).metrics_log
     if not storage.exists(path):
         return []
     # Torn or foreign lines are skipped, as a resuming trainer skips them.
@@ -70,7 +67,10 @@ def plot_curves(records: list[dict], path: str, eval_samples: int) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    panels = [(title, keys) for title, keys in CURVES if any(k in r for r in records for k in keys)]
+    present = list(dict.fromkeys(key for record in records for key in record))
+    panels = stats.panels(present) + [
+        (title, keys) for title, keys in EVAL_CURVES if any(k in present for k in keys)
+    ]
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.5 * max(len(panels), 1), 3.2))
     for ax, (title, keys) in zip(np.atleast_1d(axes), panels, strict=False):
         for key in keys:
@@ -160,7 +160,7 @@ in the evaluation's feature space. Copies would look alike; the memorization sha
     with open(os.path.join(out_dir, "interpolation.png"), "wb") as f:
         f.write(progress.png_bytes(progress.image_grid(gan.sample(z, labels), rows=5), scale=3))
     progress_images = []
-    for path in storage.list_files(storage.join(job_dir, "samples")):
+    for path in storage.list_files(layout.JobDir(job_dir).samples):
         name = path.rsplit("/", 1)[1]
         if not SAMPLE_NAME.match(name):
             continue  # not a grid the trainer wrote (a user's file, an editor's backup)

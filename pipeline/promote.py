@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import cli, lease, storage
+from common import cli, layout, lease, storage
 from common import settings as common_settings
 from common.cli import UserError
 from common.settings import setting
@@ -66,14 +66,11 @@ class PromoteConfig:
     dry_run: bool = setting(False, "Model Registry: print the requests instead of sending them.")
 
 
-METRICS_FILE = "metrics.json"
-MANIFEST_FILE = "manifest.json"
-DECISION_FILE = "promotion.json"
-VERSIONS = "versions"
 OWNER_MARKER = ".written-by-gan-pipeline-promote"
-# Every gated metric and its direction (trainer/evaluation.py; no TensorFlow is imported): the
-# primary one (the first of PRIMARY an export has) must improve, the others may not regress.
-DIRECTIONS = evaluation.DIRECTIONS
+# Every metric, its direction and whether it is gated (trainer/evaluation.py; no TensorFlow is
+# imported): the primary one (the first of PRIMARY an export has) must improve, the gated others
+# may not regress.
+METRICS = evaluation.METRICS
 PRIMARY = evaluation.PRIMARY
 EXIT_PROMOTED, EXIT_KEPT = 0, 3  # errors: cli.EXIT_USER_ERROR (2)
 
@@ -84,13 +81,13 @@ class GateError(UserError, ValueError):
 
 def read_metrics(directory: str) -> dict:
     """The export's ``metrics.json``, with every gated metric as a float."""
-    path = storage.join(directory, METRICS_FILE)
+    path = layout.ExportDir(directory).metrics
     if not storage.exists(path):
         raise GateError(f"{path}: not found; is {directory} a complete export?")
     try:
         metrics = json.loads(storage.read_text(path))
         model = metrics["model"]
-        values = {k: float(model[k]) for k in DIRECTIONS if k in model}
+        values = {k: float(model[k]) for k in METRICS if k in model}
         primary_metric(values)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise GateError(f"{path}: corrupt metrics ({type(e).__name__}: {e})") from e
@@ -107,8 +104,8 @@ def primary_metric(model: dict) -> str:
 
 def gated(candidate: dict, champion: dict | None) -> dict[str, str]:
     """The metrics both exports have, with their directions."""
-    names = set(candidate["model"]) & (set(champion["model"]) if champion else set(DIRECTIONS))
-    return {k: d for k, d in DIRECTIONS.items() if k in names and k not in evaluation.UNGATED}
+    names = set(candidate["model"]) & (set(champion["model"]) if champion else set(METRICS))
+    return {k: m.direction for k, m in METRICS.items() if k in names and m.gated}
 
 
 def _worse(direction: str, new: float, old: float, tolerance: float) -> bool:
@@ -163,15 +160,15 @@ def check_paths(candidate_dir: str, promoted_dir: str) -> None:
 def pointer_generation(promoted_dir: str) -> int | None:
     """The pointer object's generation in a bucket (0: none yet); None for a local prefix,
     where the gate's lease alone keeps writers apart."""
-    path = storage.join(promoted_dir, DECISION_FILE)
+    path = layout.PromotedDir(promoted_dir).pointer
     return storage.generation(path) if storage.is_gcs(path) else None
 
 
 def current(promoted_dir: str) -> dict | None:
     """The promoted version's record from the pointer, or None before the first promotion."""
-    path = storage.join(promoted_dir, DECISION_FILE)
+    path = layout.PromotedDir(promoted_dir).pointer
     if not storage.exists(path):
-        if storage.exists(storage.join(promoted_dir, METRICS_FILE)):
+        if storage.exists(layout.ExportDir(promoted_dir).metrics):
             # The layout before versions: the prefix itself held the promoted export.
             return {"version": "unversioned", "model_dir": promoted_dir}
         return None
@@ -184,20 +181,20 @@ def current(promoted_dir: str) -> dict | None:
 
 def publish_version(candidate_dir: str, promoted_dir: str, version: str) -> str:
     """Copy the candidate into ``versions/<version>/`` (ours alone); return that prefix."""
-    version_dir = storage.join(promoted_dir, VERSIONS, version)
+    version_dir = layout.PromotedDir(promoted_dir).version(version)
     marker = storage.join(version_dir, OWNER_MARKER)
     if storage.list_tree(version_dir) and not storage.exists(marker):
         raise GateError(
             f"{version_dir}: holds objects the gate did not write; refusing to overwrite"
         )
     storage.write_text(marker, "written by pipeline.promote; the gate owns this prefix\n")
-    storage.copy_tree(candidate_dir, version_dir, last=METRICS_FILE)
+    storage.copy_tree(candidate_dir, version_dir, last=layout.METRICS)
     return version_dir
 
 
 def switch_pointer(promoted_dir: str, text: str, seen: int | None) -> None:
     """Write the pointer; in a bucket only over the version the decision was made against."""
-    path = storage.join(promoted_dir, DECISION_FILE)
+    path = layout.PromotedDir(promoted_dir).pointer
     if seen is None:
         storage.write_text(path, text)
         return
@@ -211,7 +208,7 @@ def switch_pointer(promoted_dir: str, text: str, seen: int | None) -> None:
 
 
 def _data_fingerprint(candidate_dir: str) -> str | None:
-    path = storage.join(candidate_dir, MANIFEST_FILE)
+    path = layout.ExportDir(candidate_dir).manifest
     if not storage.exists(path):
         return None
     try:
@@ -269,7 +266,7 @@ def promote(
             # The switch: one object write. Until it lands the previous version stays promoted.
             switch_pointer(promoted_dir, json.dumps(pointer, indent=2) + "\n", seen)
         storage.write_text(
-            storage.join(candidate_dir, DECISION_FILE), json.dumps(decision, indent=2) + "\n"
+            storage.join(candidate_dir, layout.DECISION), json.dumps(decision, indent=2) + "\n"
         )
         return promote_it, decision
 

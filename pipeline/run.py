@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import cli, lease, storage
+from common import cli, layout, lease
 from common import settings as common_settings
 from common.cli import UserError
 from common.settings import setting
@@ -80,10 +80,9 @@ def run_stage(name: str, module: str, args: list[str]) -> float:
 
 
 def run(output_dir: str, args: Sequence[str]) -> dict[str, float]:
-    data_dir = storage.join(output_dir, "data")
-    job_dir = storage.join(output_dir, "job")
-    export_dir = storage.join(output_dir, "export")
-    classifier_dir = storage.join(output_dir, "classifier")
+    dirs = layout.RunDir(output_dir)
+    data_dir, job_dir, export_dir = dirs.data.path, dirs.job.path, dirs.export.path
+    classifier_dir = dirs.classifier
     preprocess_args, trainer_args = route(args)
     unknown = [a for a in preprocess_args if not a.startswith("--")]
     if unknown:
@@ -123,7 +122,7 @@ def main(argv: Sequence[str]) -> None:
     timings = run(config.output_dir, argv[1:])
     total = sum(timings.values())
     parts = ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
-    gallery = storage.join(config.output_dir, "export", "gallery", "index.html")
+    gallery = layout.RunDir(config.output_dir).export.gallery_index
     print(f"pipeline: done in {total:.0f}s ({parts}); open {gallery}")
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from common import cli, disk, lease, schema, storage
+from common import cli, disk, layout, lease, schema, storage
 from common import settings as common_settings
 from common.cli import UserError
 from preprocessing import images, sources
@@ -109,7 +109,7 @@ def manifest_header(
 
 def existing_output(output_dir: str, fingerprint: str) -> bool:
     """True if ``output_dir`` already holds this exact data set; error if it holds another."""
-    path = storage.join(output_dir, schema.MANIFEST_NAME)
+    path = layout.DataDir(output_dir).manifest
     if not storage.exists(path):
         return False
     try:
@@ -142,7 +142,7 @@ def _listed(output_dir: str, name: str) -> set[str]:
         return set()
     try:
         record = json.loads(storage.read_text(path))
-        if name == schema.MANIFEST_NAME:
+        if name == layout.MANIFEST:
             return schema.listed_files(record)
         return set(record["files"])
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
@@ -155,7 +155,7 @@ def claim_output(output_dir: str, fingerprint: str, planned: list[str]) -> set[s
     Refuses, before anything is written, a directory where a planned file exists that no record
     of ours lists: that file is the user's, and the job would overwrite it.
     """
-    owned = _listed(output_dir, IN_PROGRESS) | _listed(output_dir, schema.MANIFEST_NAME)
+    owned = _listed(output_dir, IN_PROGRESS) | _listed(output_dir, layout.MANIFEST)
     present = _present(output_dir)
     foreign = sorted((set(planned) & present) - owned)
     if foreign:
@@ -253,18 +253,18 @@ def run(config: PreprocessConfig, beam_args: Sequence[str] = ()) -> str | None:
         source = sources.FirstExamples(source, config.train_examples)
         plan = source.plan()
         num_shards, header = planned(plan, subset_of=header["fingerprint"])
-    manifest_path = storage.join(output_dir, schema.MANIFEST_NAME)
+    manifest_path = layout.DataDir(output_dir).manifest
     with lease.acquire(output_dir, "preprocessing"):
         if existing_output(output_dir, header["fingerprint"]):
             print(f"preprocessing: {output_dir} already holds this data set; nothing to do")
             return None
-        layout = transforms.Layout(
+        records = transforms.Layout(
             shape, resize, len(plan.class_names), tuple(kept), config.compression, background
         )
         chunks = [chunk for split, n in num_shards.items() for chunk in source.chunks(split, n)]
         storage.makedirs(output_dir)
         planned = sorted(
-            [chunk.file_name(layout.suffix) for chunk in chunks] + [transforms.BAD_IMAGES_REPORT]
+            [chunk.file_name(records.suffix) for chunk in chunks] + [transforms.BAD_IMAGES_REPORT]
         )
         stale = claim_output(output_dir, header["fingerprint"], planned)
         print(
@@ -276,7 +276,7 @@ def run(config: PreprocessConfig, beam_args: Sequence[str] = ()) -> str | None:
         try:
             with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
                 transforms.build(
-                    pipeline, source, chunks, output_dir, header, layout, config.max_bad_images
+                    pipeline, source, chunks, output_dir, header, records, config.max_bad_images
                 )
         except Exception as e:
             if any(disk.is_full(cause) for cause in _causes(e)):

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import apache_beam as beam
 import numpy as np
 
-from common import schema, storage, tfrecord
+from common import layout, schema, storage, tfrecord
 from preprocessing import images, sources
 
 TARGET_SHARD_BYTES = 256 << 20  # uncompressed records per shard: Dataflow parallelism for big sets
@@ -190,7 +190,7 @@ def write_manifest(
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "splits": dict(sorted(splits.items())),
     }
-    path = storage.join(output_dir, schema.MANIFEST_NAME)
+    path = layout.DataDir(output_dir).manifest
     schema.validate_manifest(manifest, path)
     storage.write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path

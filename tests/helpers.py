@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from common import schema
+from common import layout, schema
 from preprocessing import idx, sources
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,7 +78,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, prog: str, *fragmen
 
 
 def read_manifest(data_dir: str) -> dict:
-    with open(os.path.join(data_dir, schema.MANIFEST_NAME)) as f:
+    with open(os.path.join(data_dir, layout.MANIFEST)) as f:
         return json.load(f)
 
 

@@ -17,7 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from common import schema
+from common import layout, schema
 from tests import browser, helpers
 
 FEW_STEPS = [
@@ -275,7 +275,7 @@ def test_bad_images_are_counted_named_and_fail_over_the_limit(tmp_path):
     helpers.assert_one_line_error(
         proc, "preprocessing", os.path.join(source, "dogs", "broken.png"), "--max_bad_images=0"
     )
-    assert not os.path.exists(tmp_path / "strict" / schema.MANIFEST_NAME)
+    assert not os.path.exists(tmp_path / "strict" / layout.MANIFEST)
     manifest = preprocess(source, str(tmp_path / "lenient"), "--max_bad_images=1")
     bad = [b for split in manifest["splits"].values() for b in split["bad_images"]["listed"]]
     assert [b[0] for b in bad] == ["dogs/broken.png"] and "does not decode" in bad[0][1]
@@ -293,7 +293,7 @@ def test_a_manifest_of_another_version_is_one_line(version, message, tiny_data_d
     shutil.copytree(tiny_data_dir, data)
     manifest = helpers.read_manifest(data)
     manifest["schema_version"] = version
-    with open(os.path.join(data, schema.MANIFEST_NAME), "w") as f:
+    with open(os.path.join(data, layout.MANIFEST), "w") as f:
         json.dump(manifest, f)
     proc = helpers.run_module(
         "trainer.task", f"--data_dir={data}", f"--job_dir={tmp_path / 'job'}", *FEW_STEPS

@@ -32,9 +32,16 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from trainer import stats
+
 Tensor = tf.Tensor
 
 DRAWS = 32  # random numbers per image and kind (uniform, normal): the most any pipeline uses
+# Reported when p adapts: p itself, and the sign statistic of D on augmented reals that moves it
+# (ADA's r_t).
+AUGMENT_P = stats.declare("augment_p", "p", "{:.3f}", stats.GLOBAL, panel="augmentation")
+REAL_SIGN = stats.declare("d_real_sign", "rt", "{:+.2f}", panel="augmentation")
+ADAPTIVE_STATS = (AUGMENT_P, REAL_SIGN)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from common import schema, storage
+from common import layout, schema, storage
 from common.cli import UserError
 
 SHUFFLE_BYTES = 256 << 20
@@ -66,7 +66,7 @@ class SplitData:
 
 
 def read_manifest(data_dir: str) -> schema.Manifest:
-    path = storage.join(data_dir, schema.MANIFEST_NAME)
+    path = layout.DataDir(data_dir).manifest
     try:
         text = storage.read_text(path)
     except FileNotFoundError as e:
@@ -238,7 +238,7 @@ def _split_files(
 ) -> tuple[list[str], int]:
     entry = manifest.splits.get(split)
     if entry is None:
-        raise DataError(f"{storage.join(data_dir, schema.MANIFEST_NAME)}: no {split!r} split")
+        raise DataError(f"{layout.DataDir(data_dir).manifest}: no {split!r} split")
     files = list(entry.files[shard_index::num_shards])
     if not files:
         raise DataError(

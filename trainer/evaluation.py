@@ -48,45 +48,46 @@ SWD_REPEATS, SWD_DIRECTIONS = 4, 128
 SWD_MIN_SIDE = 8  # the pyramid halves while the next level is at least this wide
 STACKED_SAMPLES = 26_000  # Stacked MNIST's modes and KL: the VEEGAN / PacGAN protocol
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # as TF-GAN and StyleGAN2-ADA
-# Each metric's direction: what the promotion gate and the benchmarks compare.
-DIRECTIONS = {
-    "frechet_distance": "lower",
-    "kernel_distance": "lower",
-    "classifier_score": "higher",
-    "min_class_share": "higher",
-    "precision": "higher",
-    "recall": "higher",
-    "sliced_wasserstein": "lower",
-    "modes_covered": "higher",
-    "mode_kl": "lower",
-    "memorization_share": "lower",
+LOWER, HIGHER = "lower", "higher"
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """How a metric is shown and compared: the promotion gate, the benchmarks, the summaries."""
+
+    label: str  # in summary lines
+    fmt: str  # a format template: "{:.3f}"
+    direction: str  # which way is better
+    # Reported, not held to the gate's relative tolerance: an unbiased estimate near zero can
+    # be negative, and "2% worse" of a value at the noise floor means nothing.
+    gated: bool = True
+    curve: str = ""  # the gallery's panel for its value during training; none when empty
+
+
+# Every metric an evaluation may report, in the order summaries show them.
+METRICS = {
+    "frechet_distance": Metric("FD", "{:.3f}", LOWER, curve="Fréchet distance"),
+    "kernel_distance": Metric("KID", "{:.4f}", LOWER, gated=False),
+    "sliced_wasserstein": Metric("SWD", "{:.2f}", LOWER, curve="sliced Wasserstein ×10³"),
+    "modes_covered": Metric("modes", "{:.0f}", HIGHER, curve="modes covered of 1,000"),
+    "mode_kl": Metric("KL", "{:.3f}", LOWER),
+    "classifier_score": Metric("score", "{:.2f}", HIGHER, curve="classifier score"),
+    "min_class_share": Metric("min class", "{:.3f}", HIGHER),
+    "precision": Metric("precision", "{:.3f}", HIGHER),
+    "memorization_share": Metric("memorized", "{:.3f}", LOWER, gated=False),
+    "recall": Metric("recall", "{:.3f}", HIGHER),
 }
 PRIMARY = ("frechet_distance", "sliced_wasserstein")  # the first one present decides
-# Reported, not held to the gate's relative tolerance: an unbiased estimate near zero can be
-# negative, and "2% worse" of a value at the noise floor means nothing.
-UNGATED = {"kernel_distance", "memorization_share"}
 MEMORIZED_WITHIN = 0.5  # of the training image's distance to its nearest other training image
-SHOWN = {  # metric → (short label, format) in progress lines and summaries
-    "frechet_distance": ("FD", "{:.3f}"),
-    "kernel_distance": ("KID", "{:.4f}"),
-    "sliced_wasserstein": ("SWD", "{:.2f}"),
-    "modes_covered": ("modes", "{:.0f}"),
-    "mode_kl": ("KL", "{:.3f}"),
-    "classifier_score": ("score", "{:.2f}"),
-    "min_class_share": ("min class", "{:.3f}"),
-    "precision": ("precision", "{:.3f}"),
-    "memorization_share": ("memorized", "{:.3f}"),
-    "recall": ("recall", "{:.3f}"),
-}
 
 
 def summary(metrics: dict, floor: dict | None = None) -> str:
     """``FD 2.631 (real 0.912)  score 9.71 …``: the metrics a data set has, in one line."""
     parts = []
-    for key, (label, fmt) in SHOWN.items():
+    for key, metric in METRICS.items():
         if key in metrics:
-            real = f" (real {fmt.format(floor[key])})" if floor and key in floor else ""
-            parts.append(f"{label} {fmt.format(metrics[key])}{real}")
+            real = f" (real {metric.fmt.format(floor[key])})" if floor and key in floor else ""
+            parts.append(f"{metric.label} {metric.fmt.format(metrics[key])}{real}")
     return "  ".join(parts)
 
 

@@ -18,20 +18,21 @@ import numpy as np
 import tensorflow as tf
 
 from common.schema import DataSpec
-from trainer import augment, clusters, ema, losses, models, penalties, schedule
+from trainer import augment, clusters, ema, losses, models, penalties, schedule, stats
 from trainer.config import TrainConfig
 
-METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "grad_penalty", "d_grad_norm", "g_grad_norm")
+D_LOSS = stats.declare("d_loss", "d_loss", "{:.4f}", panel="losses")
+G_LOSS = stats.declare("g_loss", "g_loss", "{:.4f}", panel="losses")
+D_REAL = stats.declare("d_real", "D(x)", "{:.3f}", panel="discriminator outputs")
+D_FAKE = stats.declare("d_fake", "D(G(z))", "{:.3f}", panel="discriminator outputs")
 # Not per-example means: the L2 norm of each replica's gradient, summed over replicas (the exact
 # global norm on one replica; an upper bound on several, where gradients add before the update).
-GRADIENT_NORMS = ("d_grad_norm", "g_grad_norm")
+D_GRAD_NORM = stats.declare("d_grad_norm", "|grad D|", "{:.3g}", stats.TOTAL, "gradient norms")
+G_GRAD_NORM = stats.declare("g_grad_norm", "|grad G|", "{:.3g}", stats.TOTAL, "gradient norms")
 SUBSTEP_LOSSES = "substep_d_losses"
 # Distinct stateless RNG streams.
 NOISE_STREAM, ALPHA_STREAM, MIRROR_STREAM = 0x6E6F697365, 0x616C706861, 0x6D6972726F72
 AUGMENT_STREAMS = {"real": (0x6175677275, 0x6175677256), "fake": (0x6175676675, 0x6175676656)}
-# Reported beside METRICS when the augmentation's p adapts: p itself, and the sign statistic of
-# D on augmented reals that moves it (ADA's r_t).
-ADAPTIVE_METRICS = ("augment_p", "d_real_sign")
 
 
 def _adam(config: TrainConfig, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -49,8 +50,7 @@ class Gan:
         self.strategy = strategy
         self.data = data
         self.loss: losses.GanLoss = config.gan_loss
-        spec = config.model_spec(data)
-        self.spec = spec
+        self.model_spec = spec = config.model_spec(data)
         # Self-conditioning: the clusters' variables are filled by fit_clusters or a restore.
         self.clusters = (
             clusters.build(config.self_conditioning, data.shape, config.clusters_per_channel)
@@ -110,8 +110,10 @@ class Gan:
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        """What each train call reports, in order."""
-        return METRICS + (ADAPTIVE_METRICS if self.augmentation.adaptive else ())
+        """The statistics (``trainer/stats.py``) each train call reports, in order."""
+        penalty = (penalties.PENALTY,) if self.config.penalty_weights else ()
+        adaptive = augment.ADAPTIVE_STATS if self.augmentation.adaptive else ()
+        return (D_LOSS, G_LOSS, D_REAL, D_FAKE, *penalty, D_GRAD_NORM, G_GRAD_NORM, *adaptive)
 
     def fit_clusters(self, images: np.ndarray) -> list[clusters.Fitted]:
         """Self-conditioning's clusters (one fit per channel when clustered per channel), from
@@ -151,7 +153,7 @@ class Gan:
     # --- the per-replica step --------------------------------------------------------------------
 
     def _inputs(self, tensors: tf.Tensor, labels: tf.Tensor) -> list:
-        return [tensors, labels] if self.spec.conditional else [tensors]
+        return [tensors, labels] if self.model_spec.conditional else [tensors]
 
     def _critic(self, labels, step, substep, kind: str) -> penalties.Critic:
         """D's logits for real or fake (``kind``) images of this (step, substep), through the
@@ -183,15 +185,12 @@ class Gan:
         penalty = self._penalties(
             real, tf.cast(fake, real.dtype), real_critic, fake_critic, step, substep
         )
-        report = tf.sigmoid if self.loss.probabilistic else tf.identity
-        metrics = {
-            "d_loss": per_example,
-            "d_real": report(real_logits),
-            "d_fake": report(fake_logits),
-            "grad_penalty": penalty,
-        }
+        shown = tf.sigmoid if self.loss.probabilistic else tf.identity
+        metrics = {D_LOSS: per_example, D_REAL: shown(real_logits), D_FAKE: shown(fake_logits)}
+        if self.config.penalty_weights:
+            metrics[penalties.PENALTY] = penalty
         if self.augmentation.adaptive:
-            metrics["d_real_sign"] = self.loss.real_sign(real_logits, fake_logits)
+            metrics[augment.REAL_SIGN] = self.loss.real_sign(real_logits, fake_logits)
         return self._average(per_example + penalty), metrics, real_logits, fake_logits
 
     def _penalties(self, real, fake, real_critic, fake_critic, step, substep) -> tf.Tensor:
@@ -250,7 +249,7 @@ class Gan:
         return norm
 
     def _discriminator_only_step(self, real, labels, step, substep) -> tf.Tensor:
-        z = self._stateless(NOISE_STREAM, step, substep, (self.spec.latent_dim,), normal=True)
+        z = self._stateless(NOISE_STREAM, step, substep, (self.model_spec.latent_dim,), normal=True)
         fake = self.generator(self._inputs(z, labels), training=True)
         with tf.GradientTape() as tape:
             d_loss, _, _, _ = self._discriminator_loss(real, fake, labels, step, substep)
@@ -259,7 +258,7 @@ class Gan:
 
     def _joint_step(self, real, labels, step) -> dict:
         substep = self.config.training_ratio - 1
-        z = self._stateless(NOISE_STREAM, step, substep, (self.spec.latent_dim,), normal=True)
+        z = self._stateless(NOISE_STREAM, step, substep, (self.model_spec.latent_dim,), normal=True)
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = self.generator(self._inputs(z, labels), training=True)
             d_loss, metrics, real_logits, fake_logits = self._discriminator_loss(
@@ -271,12 +270,12 @@ class Gan:
             self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_variables
         )
         g_norm = self._apply(self.g_optimizer, g_tape, g_loss, self.generator.trainable_variables)
-        metrics["g_loss"] = g_per_example
+        metrics[G_LOSS] = g_per_example
         # Per-replica sums scaled by the global batch: a SUM over replicas is the global mean.
         means = {
             k: tf.reduce_sum(tf.cast(v, tf.float32)) / self.global_batch for k, v in metrics.items()
         }
-        return {**means, "d_grad_norm": d_norm, "g_grad_norm": g_norm}
+        return {**means, D_GRAD_NORM: d_norm, G_GRAD_NORM: g_norm}
 
     def _reals(self, images: tf.Tensor, step: tf.Tensor, substep: int) -> tf.Tensor:
         """A sub-step's real images as the data set gives them: x-flipped half the time with
@@ -330,7 +329,7 @@ class Gan:
         )
 
         names = self.metric_names
-        per_example = [name for name in names if name != "augment_p"]
+        replicated = [name for name in names if stats.combine(name) != stats.GLOBAL]
 
         @tf.function
         def train_steps(iterator, n: tf.Tensor) -> tuple[dict, tf.Tensor]:
@@ -343,11 +342,11 @@ class Gan:
                 per_replica = self.strategy.run(replica_step, (images, labels, self.step))
                 reduced = {
                     k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None)
-                    for k in per_example
+                    for k in replicated
                 }
                 if self.augmentation.adaptive:
-                    reduced["augment_p"] = p
-                    self._adapt_p(reduced["d_real_sign"])
+                    reduced[augment.AUGMENT_P] = p
+                    self._adapt_p(reduced[augment.REAL_SIGN])
                 metrics = tf.stack([reduced[k] for k in names])
                 self._update_ema()
                 self.step.assign_add(1)
@@ -402,7 +401,7 @@ class Gan:
         self-conditioned G draws its clusters from z)."""
         if self.clusters is not None:
             z, labels = self.clusters.draw(z)
-        inputs = [z, labels] if self.spec.conditional else [z]
+        inputs = [z, labels] if self.model_spec.conditional else [z]
         return self.sampler(inputs, training=False)
 
     def sample(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common import storage
+from common import layout, storage
 from common.cli import UserError
 from common.schema import Manifest
 from trainer import clusters, data, schedule
@@ -29,8 +29,6 @@ from trainer.progress import Reporter
 from trainer.workspace import Workspace
 
 SAMPLE_GRID = 100  # 10×10
-FLAGS_FILE = "flags.txt"
-DATA_FILE = "data.json"  # the data set a run trains on: a checkpoint is tied to it
 
 
 class NonFiniteLossError(UserError, RuntimeError):
@@ -145,9 +143,10 @@ def _train(
         print(f"trainer: resuming at step {step} from {restored}", flush=True)
     if chief:
         workspace.pull()
-        storage.write_text(workspace.job.path(FLAGS_FILE), config_lib.to_flags_text(config))
+        local_job = layout.JobDir(workspace.job.local)
+        storage.write_text(local_job.flags, config_lib.to_flags_text(config))
         record = {"data_dir": config.data_dir, "fingerprint": manifest.fingerprint}
-        storage.write_text(workspace.job.path(DATA_FILE), json.dumps(record, indent=2) + "\n")
+        storage.write_text(local_job.data_record, json.dumps(record, indent=2) + "\n")
         workspace.push()
 
     dataset = strategy.distribute_datasets_from_function(
@@ -161,7 +160,7 @@ def _train(
         )
     )
     iterator = iter(dataset)
-    train_steps = gan.make_train_function()
+    run_steps = gan.make_train_function()
     stop_any = _make_stop_consensus(strategy)
     reporter = Reporter(
         workspace.job.local,
@@ -186,7 +185,7 @@ def _train(
             n = _next_event(step, config) - step
             began = time.perf_counter()
             try:
-                metrics, finite = train_steps(iterator, tf.constant(n, tf.int64))
+                metrics, finite = run_steps(iterator, tf.constant(n, tf.int64))
                 finite = bool(finite)  # waits for the steps to finish
             except tf.errors.OpError as e:
                 known = data.input_error(e)
@@ -198,7 +197,7 @@ def _train(
                 values = {k: float(v) for k, v in metrics.items()}
                 raise NonFiniteLossError(
                     f"non-finite loss between steps {step} and {step + n} "
-                    f"(d_loss={values['d_loss']}, g_loss={values['g_loss']}); "
+                    f"({', '.join(f'{k}={v}' for k, v in values.items())}); "
                     f"last good checkpoint kept: {store.latest or 'none'}"
                 )
             step += n
@@ -261,12 +260,12 @@ def _schedule_report(config: TrainConfig, step: int) -> dict[str, float]:
     if not schedule.decays(config.train_steps, config.lr_decay_start):
         return {}
     scale = schedule.learning_rate_scale(step - 1, config.train_steps, config.lr_decay_start)
-    return {"lr_scale": float(scale)}
+    return {schedule.LR_SCALE: float(scale)}
 
 
 def _check_same_data(config: TrainConfig, manifest: Manifest) -> None:
     """A resumed run continues on the data its checkpoint was trained on, unless told otherwise."""
-    path = storage.join(config.job_dir, DATA_FILE)
+    path = layout.JobDir(config.job_dir).data_record
     if config.allow_data_change or not storage.exists(path):
         return
     try:

@@ -15,8 +15,12 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from trainer import stats
+
 Tensor = tf.Tensor
 Critic = Callable[[Tensor], Tensor]
+# The weighted penalties a step adds to D's loss, per example (0 on the steps lazy ones skip).
+PENALTY = stats.declare("grad_penalty", "penalty", "{:.3g}", panel="losses")
 
 
 def input_gradients(critic: Critic, images: Tensor) -> Tensor:

@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from common import schema, storage
+from common import layout, schema, storage
+from trainer import stats
 
 
 def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
@@ -95,13 +96,13 @@ class Reporter:
         if enabled:
             import tensorflow as tf
 
-            os.makedirs(os.path.join(job_dir, "samples"), exist_ok=True)
+            os.makedirs(layout.JobDir(job_dir).samples, exist_ok=True)
             self._writer = tf.summary.create_file_writer(logs_dir)
 
     def start(self, step: int) -> None:
         """Begin (or resume) at ``step``: records logged after it by a killed run are dropped."""
         self._last_time, self._last_step = time.perf_counter(), step
-        path = os.path.join(self.job_dir, "metrics.jsonl")
+        path = layout.JobDir(self.job_dir).metrics_log
         if self.enabled and os.path.exists(path):
             with open(path) as f:
                 kept = kept_records(f.read(), step)
@@ -147,16 +148,7 @@ class Reporter:
         print(
             f"step {step:>7d}/{self.total_steps}  kimg {record['kimg']:8.1f}  "
             f"img/s {images_per_s:7.0f}  maint {maintenance_seconds:5.1f}s  "
-            f"left {duration(left)}  "
-            f"d_loss {record['d_loss']:.4f}  g_loss {record['g_loss']:.4f}  "
-            f"D(x) {record['d_real']:.3f}  D(G(z)) {record['d_fake']:.3f}  "
-            f"|grad D| {record['d_grad_norm']:.3g}  |grad G| {record['g_grad_norm']:.3g}"
-            + (f"  lr ×{record['lr_scale']:.2f}" if "lr_scale" in record else "")
-            + (
-                f"  p {record['augment_p']:.3f}  rt {record['d_real_sign']:+.2f}"
-                if "augment_p" in record
-                else ""
-            ),
+            f"left {duration(left)}  {stats.line(record)}",
             flush=True,
         )
         self._append(record)
@@ -190,7 +182,7 @@ class Reporter:
     def _append(self, record: dict) -> None:
         import tensorflow as tf
 
-        with open(os.path.join(self.job_dir, "metrics.jsonl"), "a") as f:
+        with open(layout.JobDir(self.job_dir).metrics_log, "a") as f:
             f.write(json.dumps(record) + "\n")
         with self._writer.as_default(step=record["step"]):
             for key, value in record.items():
@@ -205,7 +197,7 @@ class Reporter:
         import tensorflow as tf
 
         grid = image_grid(images, rows)
-        path = os.path.join(self.job_dir, "samples", sample_name(step))
+        path = os.path.join(layout.JobDir(self.job_dir).samples, sample_name(step))
         storage.write_bytes(path, png_bytes(grid))
         with self._writer.as_default(step=step):
             tf.summary.image("samples", grid[None], max_outputs=1)

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from trainer import stats
+
+# The learning rates' factor on the last step of a report, when they decay.
+LR_SCALE = stats.declare("lr_scale", "lr", "×{:.2f}", stats.GLOBAL)
+
 
 def decays(train_steps: int, decay_start: float) -> bool:
     """Whether the rates fall at all: ``decay_start`` below 1, over at least one step."""

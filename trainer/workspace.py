@@ -14,10 +14,10 @@ import os
 import tempfile
 from collections.abc import Iterator
 
-from common import lease, storage
+from common import layout, lease, storage
 from trainer.config import TrainConfig
 
-CHECKPOINTS, LOGS = "checkpoints", "logs"
+CHECKPOINTS, LOGS = layout.JobDir.CHECKPOINTS, layout.JobDir.LOGS
 
 
 def default_scratch(job_dir: str) -> str:

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from common import schema, settings
+from common import layout, schema, settings
 from preprocessing import idx, run, sources
 from preprocessing.config import PreprocessConfig
 from tests import helpers
@@ -354,7 +354,7 @@ def test_tfds_source_fails_fast_offline(tmp_path):
     assert proc.returncode != 0
     line = helpers.error_line(proc)
     assert line.startswith("preprocessing: error: tfds:"), proc.stderr[-2000:]
-    assert not os.path.exists(tmp_path / "out" / schema.MANIFEST_NAME)
+    assert not os.path.exists(tmp_path / "out" / layout.MANIFEST)
 
 
 # --- ownership: the job deletes and overwrites only what it wrote ---------------------------
@@ -389,7 +389,7 @@ def test_stale_shards_of_a_crashed_run_go_and_the_users_files_stay(tiny_source, 
     assert preprocess(tiny_source, out, "--num_shards=3").returncode == 0
     # As if that run had crashed before its commit: shards and its marker, no manifest.
     manifest = helpers.read_manifest(out)
-    os.remove(os.path.join(out, schema.MANIFEST_NAME))
+    os.remove(os.path.join(out, layout.MANIFEST))
     written = sorted(f for split in manifest["splits"].values() for f in split["files"])
     with open(os.path.join(out, ".preprocessing-in-progress.json"), "w") as f:
         json.dump({"files": written}, f)
@@ -401,7 +401,7 @@ def test_stale_shards_of_a_crashed_run_go_and_the_users_files_stay(tiny_source, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = set(os.listdir(out))
     listed = {f for split in helpers.read_manifest(out)["splits"].values() for f in split["files"]}
-    assert files == listed | set(users) | {schema.MANIFEST_NAME}  # marker and 3-shard files gone
+    assert files == listed | set(users) | {layout.MANIFEST}  # marker and 3-shard files gone
     for name, data in users.items():
         with open(os.path.join(out, name), "rb") as f:
             assert f.read() == data
@@ -493,7 +493,7 @@ def test_a_full_disk_is_one_line_naming_the_output_the_space_and_the_need(tiny_s
             "writing the records needs ~1.2 MiB",
         )
         assert "free" in line
-        assert not os.path.exists(os.path.join(out, schema.MANIFEST_NAME))
+        assert not os.path.exists(os.path.join(out, layout.MANIFEST))
     finally:
         subprocess.run(["umount", str(disk)])
 

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from common import schema
+from common import layout
 from tests import helpers
 
 SMALL = [
@@ -476,7 +476,7 @@ def test_manifest_that_does_not_match_the_records_is_reported(tiny_data_dir, tmp
     train_split["file_examples"][name] += 5
     train_split["class_counts"][0] += 5
     train_split["num_examples"] += 5
-    with open(os.path.join(data, schema.MANIFEST_NAME), "w") as f:
+    with open(os.path.join(data, layout.MANIFEST), "w") as f:
         json.dump(manifest, f)
     proc = train(data, str(tmp_path / "job"), "--train_steps=2")
     helpers.assert_one_line_error(
@@ -518,7 +518,7 @@ def test_missing_manifest_is_reported(tmp_path):
 
 
 def _rewrite_manifest(data: str, edit) -> None:
-    path = os.path.join(data, schema.MANIFEST_NAME)
+    path = os.path.join(data, layout.MANIFEST)
     with open(path) as f:
         manifest = json.load(f)
     manifest = edit(manifest)

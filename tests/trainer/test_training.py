@@ -242,13 +242,12 @@ def test_the_nan_guard_sees_the_extra_discriminator_steps(tiny_data_dir, tmp_pat
     import tensorflow as tf
 
     from trainer import data
-    from trainer.gan import METRICS, Gan
+    from trainer.gan import Gan
 
     config = tiny_config(tiny_data_dir, str(tmp_path), training_ratio=2, batch_size=8)
     gan = Gan(config, data.read_manifest(tiny_data_dir).spec, tf.distribute.get_strategy())
-    monkeypatch.setattr(
-        gan, "_joint_step", lambda real, labels, step: {k: tf.constant(0.0) for k in METRICS}
-    )
+    zeros = {k: tf.constant(0.0) for k in gan.metric_names}
+    monkeypatch.setattr(gan, "_joint_step", lambda real, labels, step: zeros)
     images = np.zeros((16, 28, 28, 1), np.float32)
     labels = np.zeros(16, np.int32)
     train_steps = gan.make_train_function()
