@@ -1,7 +1,7 @@
 """Limited data: augmentation and architectures on a user's folder of real images.
 
     python -m benchmarks.limited_data [--data=twemoji|mnist-1000] [--minutes=20 | --kimg=N]
-        [--only=NAME ...]
+        [--only=NAME ...] [--seed=N]
 
 ``--data=twemoji``: the 3,786 Twemoji PNGs of ``emoji-datasource-twitter@16.0.0`` as a labelled
 folder (``benchmarks/twemoji.py``; fetched once into the cache), preprocessed with the defaults
@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--kimg", type=float, default=0.0)
     parser.add_argument("--only", action="append", default=[], help="A variant; repeatable.")
+    parser.add_argument("--seed", type=int, default=0, help="The trainer's --seed; 0: its own.")
     parser.add_argument("--cache", default=twemoji.DEFAULT_CACHE)
     parser.add_argument("--keep", default="", help="Copy each variant's job and export here.")
     parser.add_argument("--json", default="")
@@ -122,6 +123,8 @@ def main() -> None:
     for name in names:
         with tempfile.TemporaryDirectory(prefix="bench-limited-") as workdir:
             flags, minutes = dict(VARIANTS[name]), args.minutes
+            if args.seed:
+                flags["seed"] = args.seed
             if args.kimg:
                 flags, minutes = on_images(flags, args.kimg), 0
             result = run_project(
@@ -131,7 +134,8 @@ def main() -> None:
                 kept = os.path.join(args.keep, name.replace(" ", "_"))
                 shutil.rmtree(kept, ignore_errors=True)
                 shutil.copytree(workdir, kept)
-        results[name] = {**result, "flags": flags, "peak_gflops_fp32": peak}
+        key = f"{name} (seed {args.seed})" if args.seed else name
+        results[key] = {**result, "flags": flags, "peak_gflops_fp32": peak}
         print(f"{name}: {result['images'] / 1000:.0f} kimg, {result['model']}", flush=True)
         bench.write_json(
             path, {"benchmark": "limited_data", "data": args.data, **budget, "results": results}

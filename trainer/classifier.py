@@ -34,8 +34,8 @@ INFO_FILE = "classifier.json"
 FEATURE_LAYER = "features"
 MIN_ACCURACY = 0.99
 # Stacked MNIST's 128,000 stacks hold each of MNIST's 60,000 training digits ~6 times over: an
-# epoch of every stack is six MNIST epochs (48 minutes for three on a 2-core AVX2 machine). Two
-# MNIST epochs' worth per epoch: one was measured short of the 99% floor (98.96%).
+# epoch of every stack is six MNIST epochs. Two MNIST epochs' worth per epoch: one fell short of
+# the 99% floor.
 DIGITS_PER_EPOCH = 120_000
 BATCH = 128
 # A classifier sees at least this many images, over at least MIN_EPOCHS and at most MAX_EPOCHS
@@ -144,7 +144,7 @@ class Classifier:
         self.directory = directory  # where it was loaded from or saved to: its floors live there
         extractor = feature_model(model)
         # One graph, not layer by layer: grappler fuses each convolution with its bias and ReLU
-        # (1.7× the eager call's images/s; benchmarks.classifier_throughput).
+        # (benchmarks/LOG.md, "Evaluation classifier scoring").
         self._extractor = tf.function(
             lambda images: extractor(images, training=False),
             input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)],
@@ -154,7 +154,8 @@ class Classifier:
     def features_and_probs(
         self, images: np.ndarray, batch: int = 200
     ) -> tuple[np.ndarray, np.ndarray]:
-        # 200 images' activations stay in cache: 1.26× the images/s of 1,000 a call (2 cores).
+        # 200 images' activations stay in cache (benchmarks/LOG.md, "Evaluation classifier
+        # scoring").
         feats, probs = [], []
         for start in range(0, len(images), batch):
             f, logits = self._extractor(np.asarray(images[start : start + batch], np.float32))

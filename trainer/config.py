@@ -101,8 +101,9 @@ def from_flags_text(text: str, where: str) -> TrainConfig:
 def auto_mixed_precision(device: str, cpu_flags: str = "") -> str:
     """What ``--mixed_precision=auto`` means on a device: ``tpu``, ``gpu`` or ``cpu``.
 
-    bf16 on TPUs and on CPUs with AVX512-BF16 or AMX (measured ~1.3× on the DCGAN step), fp16
-    with loss scaling on GPUs, fp32 elsewhere (bf16 emulated in software is slower than fp32).
+    bf16 on TPUs and on CPUs with AVX512-BF16 or AMX (benchmarks/LOG.md, "Training
+    throughput"), fp16 with loss scaling on GPUs, fp32 elsewhere (bf16 emulated in software is
+    slower than fp32).
     """
     if device == "tpu":
         return "bf16"
