@@ -1,8 +1,8 @@
 """The pipeline's directories and the files in them: every name is defined here, once.
 
 - ``DataDir`` (``preprocessing.run``): ``manifest.json`` and the shards it lists.
-- ``JobDir`` (``trainer.task``): ``flags.txt``, ``data.json``, ``metrics.jsonl``, ``samples/``,
-  ``checkpoints/``, ``logs/``.
+- ``JobDir`` (``trainer.task``): ``flags.txt``, ``train_config.json``, ``data.json``,
+  ``metrics.jsonl``, ``samples/``, ``checkpoints/``, ``logs/``.
 - ``ExportDir`` (``pipeline.export``): ``generator/``, ``metrics.json``, ``flags.txt``,
   ``manifest.json``, ``export_config.json``, ``README.md``, ``gallery/``.
 - ``PromotedDir`` (``pipeline.promote``): ``versions/<weights sha256[:16]>/``, ``promotion.json``.
@@ -50,6 +50,12 @@ class JobDir(_Dir):
     def flags(self) -> str:
         """The resolved trainer configuration as ``--flagfile`` lines."""
         return self.join(FLAGS)
+
+    @property
+    def config(self) -> str:
+        """The same configuration as JSON, every field by name (for tools; flags.txt is what
+        ``--flagfile`` and the export read)."""
+        return self.join("train_config.json")
 
     @property
     def data_record(self) -> str:

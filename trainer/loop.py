@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import layout, storage
+from common import settings as common_settings
 from common.cli import UserError
 from common.schema import Manifest
 from trainer import clusters, data, schedule
@@ -145,6 +146,7 @@ def _train(
         workspace.pull()
         local_job = layout.JobDir(workspace.job.local)
         storage.write_text(local_job.flags, config_lib.to_flags_text(config))
+        storage.write_text(local_job.config, common_settings.to_json(config))
         record = {"data_dir": config.data_dir, "fingerprint": manifest.fingerprint}
         storage.write_text(local_job.data_record, json.dumps(record, indent=2) + "\n")
         workspace.push()

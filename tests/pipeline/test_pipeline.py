@@ -79,6 +79,7 @@ def test_pipeline_writes_every_artifact(pipeline_run):
     for rel in [
         "data/manifest.json",
         "job/flags.txt",
+        "job/train_config.json",
         "job/metrics.jsonl",
         "job/checkpoints/ckpt-12.index",
         "export/generator/saved_model.pb",
@@ -129,6 +130,8 @@ def test_pipeline_writes_every_artifact(pipeline_run):
     # Each stage writes the resolved configuration it ran beside its output.
     with open(os.path.join(export, "export_config.json")) as f:
         assert json.load(f)["job_dir"] == os.path.join(pipeline_run, "job")
+    with open(os.path.join(pipeline_run, "job", "train_config.json")) as f:
+        assert json.load(f)["data_dir"] == os.path.join(pipeline_run, "data")
     assert helpers.read_manifest(os.path.join(pipeline_run, "data"))["config"]["output_dir"] == (
         os.path.join(pipeline_run, "data")
     )
