@@ -52,21 +52,20 @@ CODE = re.compile(r"`[^`]+`|```.*?```", re.S)
 LINK = re.compile(r"\]\(([^)#]+?\.(?:md|png))(?:#[^)]*)?\)")
 
 
+HELP_LINE = re.compile(r"^\s+(?:-\S+,)?--(?:\[no\])?([a-z][a-z0-9_]*):", re.M)
+
+
 def defined_flags() -> set[str]:
-    script = (
-        "import importlib, sys\nfrom absl import flags\n"
-        "importlib.import_module(sys.argv[1])\nprint('\\n'.join(flags.FLAGS))"
-    )
+    """Every flag an entry point lists in its ``--helpfull``, as a user would run it."""
     names: set[str] = set()
     for module in ENTRY_POINTS:
         proc = subprocess.run(
-            [sys.executable, "-c", script, module],
+            [sys.executable, "-m", module, "--helpfull"],
             cwd=helpers.REPO_ROOT,
             capture_output=True,
             text=True,
-            check=True,
         )
-        names.update(proc.stdout.split())
+        names.update(HELP_LINE.findall(proc.stdout))
     return names
 
 
