@@ -199,8 +199,8 @@ def test_python_requires_admits_exactly_the_supported_versions():
 
 @pytest.mark.each_python
 def test_every_module_imports_on_this_python():
-    """Each module of the four packages, imported in one fresh process. Stages define their
-    absl flags on import, and some share names: each module's flags go before the next."""
+    """Each module of the four packages, imported in one fresh process. A module that defines
+    absl flags on import (trainer.task) has them removed before the next is imported."""
     modules = sorted(
         os.path.relpath(os.path.join(root, name), helpers.REPO_ROOT)[:-3].replace(os.sep, ".")
         for package in PACKAGES
