@@ -251,7 +251,7 @@ def run(config: PreprocessConfig, beam_args: Sequence[str] = ()) -> str | None:
     num_shards, header = planned(plan)
     if config.train_examples:
         source = sources.FirstExamples(source, config.train_examples)
-        plan = source.plan()
+        plan = source.limited(plan)
         num_shards, header = planned(plan, subset_of=header["fingerprint"])
     manifest_path = layout.DataDir(output_dir).manifest
     with lease.acquire(output_dir, "preprocessing"):

@@ -487,7 +487,11 @@ class FirstExamples(Source):
         self.inner, self.count = inner, count
 
     def plan(self) -> Plan:
-        full = self.inner.plan()
+        return self.limited(self.inner.plan())
+
+    def limited(self, full: Plan) -> Plan:
+        """``full``, the inner source's plan, cut to the first training examples: a plan made
+        once (a folder's listing, the files' checksums) is not made again."""
         if self.count > full.counts["train"]:
             raise SourceError(
                 f"--train_examples={self.count}: {self.location} has "
