@@ -24,6 +24,11 @@ METRICS = "metrics.json"
 DECISION = "promotion.json"
 
 
+def _file(*names: str) -> property:
+    """A directory's file (or sub-directory) at ``names`` below it, as a read-only property."""
+    return property(lambda directory: directory.join(*names))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Dir:
     path: str
@@ -34,85 +39,39 @@ class _Dir:
 
 @dataclasses.dataclass(frozen=True)
 class DataDir(_Dir):
-    @property
-    def manifest(self) -> str:
-        """Written last by preprocessing: its presence marks a complete data set."""
-        return self.join(MANIFEST)
+    manifest = _file(MANIFEST)  # written last: its presence marks a complete data set
 
 
 @dataclasses.dataclass(frozen=True)
 class JobDir(_Dir):
-    SAMPLES = "samples"
     CHECKPOINTS = "checkpoints"
     LOGS = "logs"
 
-    @property
-    def flags(self) -> str:
-        """The resolved trainer configuration as ``--flagfile`` lines."""
-        return self.join(FLAGS)
-
-    @property
-    def config(self) -> str:
-        """The same configuration as JSON, every field by name (for tools; flags.txt is what
-        ``--flagfile`` and the export read)."""
-        return self.join("train_config.json")
-
-    @property
-    def data_record(self) -> str:
-        """Which data set (directory and fingerprint) the checkpoints were trained on."""
-        return self.join("data.json")
-
-    @property
-    def metrics_log(self) -> str:
-        """One JSON object per progress report and evaluation."""
-        return self.join("metrics.jsonl")
-
-    @property
-    def samples(self) -> str:
-        return self.join(self.SAMPLES)
-
-    @property
-    def checkpoints(self) -> str:
-        return self.join(self.CHECKPOINTS)
+    flags = _file(FLAGS)  # the resolved configuration as --flagfile lines: what the export reads
+    config = _file("train_config.json")  # the same as JSON, every field by name
+    data_record = _file("data.json")  # which data set the checkpoints were trained on
+    metrics_log = _file("metrics.jsonl")  # one JSON object per progress report and evaluation
+    samples = _file("samples")
+    checkpoints = _file(CHECKPOINTS)
 
 
 @dataclasses.dataclass(frozen=True)
 class ExportDir(_Dir):
-    GENERATOR = "generator"
-    GALLERY = "gallery"
-    CARD = "README.md"
-    CONFIG = "export_config.json"
-
-    @property
-    def metrics(self) -> str:
-        """Written last: its presence marks a complete export."""
-        return self.join(METRICS)
-
-    @property
-    def manifest(self) -> str:
-        return self.join(MANIFEST)
-
-    @property
-    def flags(self) -> str:
-        return self.join(FLAGS)
-
-    @property
-    def generator(self) -> str:
-        return self.join(self.GENERATOR)
-
-    @property
-    def gallery_index(self) -> str:
-        return self.join(self.GALLERY, "index.html")
+    metrics = _file(METRICS)  # written last: its presence marks a complete export
+    manifest = _file(MANIFEST)
+    flags = _file(FLAGS)
+    config = _file("export_config.json")  # the resolved ExportConfig
+    card = _file("README.md")
+    generator = _file("generator")
+    gallery = _file("gallery")
+    gallery_index = _file("gallery", "index.html")
 
 
 @dataclasses.dataclass(frozen=True)
 class PromotedDir(_Dir):
     VERSIONS = "versions"
 
-    @property
-    def pointer(self) -> str:
-        """Which version is promoted, and why: replaced in one object write."""
-        return self.join(DECISION)
+    pointer = _file(DECISION)  # which version is promoted, and why: one object write switches it
 
     def version(self, weights_sha256: str) -> str:
         """A promoted export's own, content-addressed prefix."""
@@ -135,7 +94,4 @@ class RunDir(_Dir):
     def export(self) -> ExportDir:
         return ExportDir(self.join("export"))
 
-    @property
-    def classifier(self) -> str:
-        """The evaluator's cache of classifiers and real-data floors."""
-        return self.join("classifier")
+    classifier = _file("classifier")  # the evaluator's cache of classifiers and real-data floors

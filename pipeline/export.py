@@ -170,7 +170,7 @@ def export(export_config: ExportConfig) -> dict:
             staging = layout.ExportDir(staging_dir)
             save_generator(gan, config.latent_dim, config.conditional, staging.generator)
             gallery.write(
-                staging.join(staging.GALLERY),
+                staging.gallery,
                 gan,
                 config,
                 manifest,
@@ -179,12 +179,12 @@ def export(export_config: ExportConfig) -> dict:
                 reals=(train.images, train.labels),
                 nearest=evaluator.nearest_training,
             )
-            with open(staging.join(staging.CARD), "w") as f:
+            with open(staging.card, "w") as f:
                 f.write(model_card.render(config, manifest, metrics))
             storage.copy_file(layout.JobDir(job_dir).flags, staging.flags)
             with open(staging.manifest, "w") as f:
                 json.dump(manifest.record, f, indent=2, sort_keys=True)
-            with open(staging.join(staging.CONFIG), "w") as f:
+            with open(staging.config, "w") as f:
                 f.write(common_settings.to_json(export_config))
             storage.copy_tree(staging_dir, export_dir)
         storage.write_text(existing, json.dumps(metrics, indent=2, sort_keys=True) + "\n")

@@ -86,7 +86,7 @@ class Reporter:
         deadline: float | None = None,
     ):
         self.deadline = deadline  # time.monotonic() at which --max_minutes ends the run
-        self.job_dir = job_dir
+        self.job = layout.JobDir(job_dir)
         self.total_steps = total_steps
         self.global_batch = global_batch
         self.enabled = enabled
@@ -96,13 +96,13 @@ class Reporter:
         if enabled:
             import tensorflow as tf
 
-            os.makedirs(layout.JobDir(job_dir).samples, exist_ok=True)
+            os.makedirs(self.job.samples, exist_ok=True)
             self._writer = tf.summary.create_file_writer(logs_dir)
 
     def start(self, step: int) -> None:
         """Begin (or resume) at ``step``: records logged after it by a killed run are dropped."""
         self._last_time, self._last_step = time.perf_counter(), step
-        path = layout.JobDir(self.job_dir).metrics_log
+        path = self.job.metrics_log
         if self.enabled and os.path.exists(path):
             with open(path) as f:
                 kept = kept_records(f.read(), step)
@@ -182,7 +182,7 @@ class Reporter:
     def _append(self, record: dict) -> None:
         import tensorflow as tf
 
-        with open(layout.JobDir(self.job_dir).metrics_log, "a") as f:
+        with open(self.job.metrics_log, "a") as f:
             f.write(json.dumps(record) + "\n")
         with self._writer.as_default(step=record["step"]):
             for key, value in record.items():
@@ -197,7 +197,7 @@ class Reporter:
         import tensorflow as tf
 
         grid = image_grid(images, rows)
-        path = os.path.join(layout.JobDir(self.job_dir).samples, sample_name(step))
+        path = os.path.join(self.job.samples, sample_name(step))
         storage.write_bytes(path, png_bytes(grid))
         with self._writer.as_default(step=step):
             tf.summary.image("samples", grid[None], max_outputs=1)
