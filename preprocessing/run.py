@@ -230,7 +230,7 @@ def run(config: PreprocessConfig, beam_args: Sequence[str] = ()) -> str | None:
     shape, resize = data_shape(plan.native_shape, config.image_size, config.channels)
     kept = parse_classes(config.classes, plan.class_names)
 
-    def planned(plan: sources.Plan, subset_of: str = "") -> tuple[dict, dict]:
+    def shards_and_header(plan: sources.Plan, subset_of: str = "") -> tuple[dict, dict]:
         num_shards = {
             split: transforms.shards_for(count, shape, config.num_shards)
             for split, count in plan.counts.items()
@@ -248,11 +248,11 @@ def run(config: PreprocessConfig, beam_args: Sequence[str] = ()) -> str | None:
         )
         return num_shards, {**header, CONFIG_KEY: dataclasses.asdict(config)}
 
-    num_shards, header = planned(plan)
+    num_shards, header = shards_and_header(plan)
     if config.train_examples:
         source = sources.FirstExamples(source, config.train_examples)
         plan = source.limited(plan)
-        num_shards, header = planned(plan, subset_of=header["fingerprint"])
+        num_shards, header = shards_and_header(plan, subset_of=header["fingerprint"])
     manifest_path = layout.DataDir(output_dir).manifest
     with lease.acquire(output_dir, "preprocessing"):
         if existing_output(output_dir, header["fingerprint"]):
