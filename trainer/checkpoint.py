@@ -171,6 +171,7 @@ class CheckpointStore:
                 state, text, self._state_generation
             )
         except storage.PreconditionFailed as e:
+            self.fence()  # names who took the lease over, when that is why
             raise CommitFencedError(
                 f"{state}: another writer committed since this run's last commit; this run "
                 "stops without committing (its lease was taken over)"

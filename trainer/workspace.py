@@ -87,6 +87,12 @@ class Workspace:
 
     def push(self) -> None:
         self.check_lease()
-        self.job.push(exclude=(CHECKPOINTS + os.sep,))
-        if self.logs:
-            self.logs.push()
+        try:
+            self.job.push(exclude=(CHECKPOINTS + os.sep,))
+            if self.logs:
+                self.logs.push()
+        except storage.PreconditionFailed:
+            # Paused between the check and the upload, a zombie meets the new writer's objects
+            # first: the lease names who took over, which says more than the object does.
+            self.check_lease()
+            raise

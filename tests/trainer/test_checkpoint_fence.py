@@ -1,6 +1,9 @@
-"""A bucket checkpoint commit replaces only the state version its writer last saw."""
+"""A bucket checkpoint commit replaces only the state version its writer last saw; a write
+refused so names who took the lease over."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -30,3 +33,67 @@ def test_a_writer_that_missed_another_writers_commit_cannot_commit(gcs, tmp_path
     assert '"ckpt-2"' in gcs.read("job/checkpoints/checkpoint").decode().splitlines()[0]
     second.save(4)  # the live writer goes on
     assert second.latest == f"{target}/ckpt-4"
+
+
+def take_over(directory: str, pid: int) -> None:
+    """Another trainer takes ``directory``'s bucket lease over (as after watching it unrenewed)."""
+    import json
+
+    from common import lease, storage
+
+    path = storage.join(directory, lease.NAME)
+    _, generation = storage.read_versioned(path)
+    record = {"stage": "trainer", "host": "h2", "pid": pid, "job_id": "", "since": "t1"}
+    storage.write_if_generation(path, json.dumps(record).encode(), generation)
+
+
+def test_a_writer_paused_between_its_lease_check_and_commit_names_who_took_over(gcs, tmp_path):
+    """The pause (SIGSTOP) falls just after the check: the commit is refused, and the error
+    names the lease's new holder, not only the object that changed."""
+    from common import lease
+
+    job = f"gs://{BUCKET}/job"
+    with lease.acquire(job, "trainer", report=pytest.fail) as held:
+        paused = []
+
+        def check_then_pause():
+            held.check()
+            if paused:
+                take_over(job, pid=7)
+                store(f"{job}/checkpoints", str(tmp_path / "b"), 0.0).save(2)
+
+        first = store(f"{job}/checkpoints", str(tmp_path / "a"), 1.0)
+        first.fence = check_then_pause
+        first.save(1)
+        paused.append(True)
+        with pytest.raises(lease.LeaseLostError, match="taken over by trainer \\(pid 7 on h2"):
+            first.save(3)
+        assert '"ckpt-2"' in gcs.read("job/checkpoints/checkpoint").decode().splitlines()[0]
+
+
+def test_a_job_dir_push_paused_after_its_lease_check_names_who_took_over(gcs, tmp_path):
+    from common import lease, storage
+    from trainer.settings import TrainConfig
+    from trainer.workspace import Workspace
+
+    job = f"gs://{BUCKET}/job"
+    workspace = Workspace(TrainConfig(data_dir="", job_dir=job, scratch_dir=str(tmp_path)))
+    with workspace.leased(chief=True):
+        os.makedirs(workspace.job.local, exist_ok=True)
+        metrics = os.path.join(workspace.job.local, "metrics.jsonl")
+        with open(metrics, "w") as f:
+            f.write("{}\n")
+        workspace.push()
+        lease_check = workspace.lease.check
+
+        def check_then_pause():
+            lease_check()
+            take_over(job, pid=8)
+            storage.write_text(f"{job}/metrics.jsonl", '{"step": 8}\n')  # the new writer's
+
+        workspace.lease.check = check_then_pause
+        with open(metrics, "a") as f:
+            f.write("{}\n")
+        with pytest.raises(lease.LeaseLostError, match="taken over by trainer \\(pid 8 on h2"):
+            workspace.push()
+    assert gcs.read("job/metrics.jsonl") == b'{"step": 8}\n'
