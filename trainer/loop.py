@@ -43,6 +43,9 @@ class TrainResult:
     checkpoint: str | None
     last_metrics: dict
     weights_sha256: str = ""
+    # Where the run's time went: "steps" (train steps, the first trace included) and
+    # "maintenance" (samples, evaluations, checkpoints).
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def sample_inputs(config: TrainConfig, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -180,6 +183,7 @@ def _train(
     # Seconds in train steps vs in everything else (samples, evaluation, checkpoints, uploads):
     # images/s counts only the first; the second is reported beside it.
     train_seconds = maintenance_seconds = 0.0
+    seconds = {"steps": 0.0, "maintenance": 0.0}
     last_metrics: dict = {}
     stopped_by = "steps"
     try:
@@ -194,7 +198,9 @@ def _train(
                 if known is None:
                     raise
                 raise known from e
-            train_seconds += time.perf_counter() - began
+            elapsed = time.perf_counter() - began
+            train_seconds += elapsed
+            seconds["steps"] += elapsed
             if not finite:
                 values = {k: float(v) for k, v in metrics.items()}
                 raise NonFiniteLossError(
@@ -244,7 +250,9 @@ def _train(
                 if chief:
                     workspace.push()
                 store.save(step)
-            maintenance_seconds += time.perf_counter() - began
+            elapsed = time.perf_counter() - began
+            maintenance_seconds += elapsed
+            seconds["maintenance"] += elapsed
             if stop and not done:
                 stopped_by = "signal" if should_stop() else "time"
                 break
@@ -254,7 +262,7 @@ def _train(
         # alive, and tf.data threads calling into Python during interpreter exit abort it.
         del iterator, dataset
         gc.collect()
-    return TrainResult(step, stopped_by, store.latest, last_metrics, gan.fingerprint())
+    return TrainResult(step, stopped_by, store.latest, last_metrics, gan.fingerprint(), seconds)
 
 
 def _schedule_report(config: TrainConfig, step: int) -> dict[str, float]:

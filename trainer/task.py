@@ -49,8 +49,14 @@ def main(argv: Sequence[str]) -> None:
 
     config = command_line.config_from(FLAGS, argv, os.environ)
     result = loop.train(config, should_stop=StopOnSignal())
+    spent = (
+        f" after {result.seconds['steps']:.1f}s in train steps and "
+        f"{result.seconds['maintenance']:.1f}s in samples, evaluations and checkpoints"
+        if result.seconds
+        else ""
+    )
     print(
-        f"trainer: stopped at step {result.step} ({result.stopped_by}); "
+        f"trainer: stopped at step {result.step} ({result.stopped_by}){spent}; "
         f"checkpoint {result.checkpoint}; weights sha256 {result.weights_sha256}"
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -191,6 +192,9 @@ def test_a_run_with_learning_rate_decay_resumes_on_its_schedule_bitwise(tiny_dat
         reported = {r["step"]: r["lr_scale"] for r in map(json.loads, f) if "lr_scale" in r}
     assert reported == pytest.approx({2: 1.0, 4: 5 / 6, 6: 0.5, 8: 1 / 6})
     assert "lr ×0.17" in resumed.stdout.splitlines()[-2], resumed.stdout
+    # The closing line says where the resumed run's time went (benchmarks.main_command reads it).
+    spent = re.search(r"after ([\d.]+)s in train steps and ([\d.]+)s in samples", resumed.stdout)
+    assert spent and float(spent[1]) > 0 and float(spent[2]) > 0, resumed.stdout
 
 
 def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_zero(tiny_data_dir, tmp_path):
