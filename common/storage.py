@@ -438,7 +438,10 @@ class Mirror:
         self.target = target
         self.remote = is_gcs(target)
         self.local = scratch if self.remote else target
-        os.makedirs(self.local, exist_ok=True)
+        if self.remote:
+            # A local target is made by its first write (the trainer's lease): a run refused
+            # before it leaves no empty directory behind.
+            os.makedirs(self.local, exist_ok=True)
         self._pushed: dict[str, tuple[int, int]] = {}
         # The generation of each object this copy pulled or pushed: a push replaces only that
         # version, so a writer whose lease was taken over cannot overwrite the new writer's.

@@ -519,6 +519,7 @@ def test_missing_manifest_is_reported(tmp_path):
     proc = train(str(tmp_path / "nodata"), str(tmp_path / "job"), "--train_steps=2")
     assert proc.returncode != 0
     assert "manifest.json: not found; run preprocessing first" in helpers.error_line(proc)
+    assert not (tmp_path / "job").exists()  # nothing written, not even the directory
 
 
 def _rewrite_manifest(data: str, edit) -> None:
