@@ -103,7 +103,6 @@ def measure(args: list[str], seed: int) -> dict:
         "export": seconds["export"],
         "fd": metrics["model"]["frechet_distance"],
         "fd_floor": metrics["real_floor"]["frechet_distance"],
-        "last_lines": output.splitlines()[-3:],
     }
 
 
@@ -132,7 +131,7 @@ def main() -> None:
         for name, flags in variants.items():
             run = {"variant": name, "flags": flags, **measure(flags, seed)}
             runs.append(run)
-            print(json.dumps({k: v for k, v in run.items() if k != "last_lines"}), flush=True)
+            print(json.dumps(run), flush=True)
             bench.write_json(args.out, {"fp32_peak_gflops": peak, "runs": runs})
     bench.print_table(runs, ["variant", "seed", "wall_s", *SPLIT, "kimg", "fd", "fd_floor"])
     for name in variants:
