@@ -166,16 +166,40 @@ class CheckpointStore:
 
     def _commit_state(self, state: str, text: bytes) -> None:
         """Replace the state object: the commit, fenced by the generation last seen."""
+        self._state_generation = self._refused_as_fenced(
+            state,
+            "another writer committed since this run's last commit",
+            lambda: storage.write_if_generation(state, text, self._state_generation),
+        )
+
+    def _refused_as_fenced(self, path: str, why: str, write: Callable[[], int]) -> int:
+        """``write``, a conditional write of ``path``; refused, the error names who took the
+        lease over (``fence``), when that is why, else says ``why``."""
         try:
-            self._state_generation = storage.write_if_generation(
-                state, text, self._state_generation
-            )
+            return write()
         except storage.PreconditionFailed as e:
-            self.fence()  # names who took the lease over, when that is why
+            self.fence()
             raise CommitFencedError(
-                f"{state}: another writer committed since this run's last commit; this run "
-                "stops without committing (its lease was taken over)"
+                f"{path}: {why}; this run stops without committing (its lease was taken over)"
             ) from e
+
+    def _upload_own(self, local: str, remote: str) -> None:
+        """Upload one file of this run's save without replacing another writer's: only where
+        there is no object, or over one already there (an uncommitted save's leftover, or
+        this checkpoint saved again after a resume) while this run holds the lease, and only
+        over the version it saw. A writer paused past its lease check cannot overwrite the
+        files of the checkpoint its successor committed under the same name."""
+        try:
+            storage.upload_file(local, remote, if_generation_match=0)
+            return
+        except storage.PreconditionFailed:
+            seen = storage.generation(remote)
+        self.fence()
+        self._refused_as_fenced(
+            remote,
+            "replaced by another writer while this run wrote it",
+            lambda: storage.upload_file(local, remote, if_generation_match=seen),
+        )
 
     def size_estimate(self) -> int:
         """Bytes of the variables a checkpoint holds: about what one needs on disk."""
@@ -203,9 +227,8 @@ class CheckpointStore:
         name = os.path.basename(local_path)
         for file_name in sorted(os.listdir(self.local_dir)):
             if file_name.startswith(name + "."):
-                storage.upload_file(
-                    os.path.join(self.local_dir, file_name), storage.join(self.target, file_name)
-                )
+                local = os.path.join(self.local_dir, file_name)
+                self._upload_own(local, storage.join(self.target, file_name))
         state = storage.join(self.target, STATE_FILE)
         found = storage.read_versioned(state)
         if self._state_generation is None:  # no restore before: what the bucket holds now
