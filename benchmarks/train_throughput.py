@@ -6,15 +6,16 @@
 Alternates runs of the tutorial's loop (``benchmarks/tutorial.py``, fp32 and with Keras'
 one-line ``mixed_bfloat16`` policy: the strongest cheap peer), the project's trainer step on the
 tutorial's shape (``--architecture=dcgan``, width 64, fp32 and bf16), and the pipeline's default
-configuration as ``pipeline.run`` trains it (``--preset=pipeline``: class-conditional, width 32,
-batch 96, EMA, ``auto`` precision; in a child process), several repeats, and reports median
-images/s and the ratios. ``--variant="PRESET FLAG=VALUE ..."`` (repeatable) adds a preset with
-trainer flags, e.g. ``"unconditional penalty_every=16"``. ``--baseline=COMMIT`` (repeatable)
-adds the pipeline default's step as that commit's trainer runs it (a git worktree, another
-child), alternated in the same rounds: a speed-up measured in one run, on one machine state.
-bf16 variants run where the CPU has bf16. It also measures this machine's matmul peak (fp32, and
-bf16 where the CPU has it), counts the model's FLOPs per training image analytically, and prints
-the achieved fraction of peak (MFU) for the precision each variant computes in.
+configuration as ``pipeline.run`` trains it (``--preset=pipeline``: class-conditional, G at width
+16 and D at 32, batch 96, EMA, ``auto`` precision; in a child process), several repeats, and
+reports median images/s and the ratios. ``--variant="PRESET FLAG=VALUE ..."`` (repeatable)
+adds a preset with trainer flags, e.g. ``"unconditional penalty_every=16"``.
+``--baseline=COMMIT`` (repeatable) adds the pipeline default's step as that commit's trainer
+runs it (a git worktree, another child), alternated in the same rounds: a speed-up measured in
+one run, on one machine state. bf16 variants run where the CPU has bf16. It also measures this
+machine's matmul peak (fp32, and bf16 where the CPU has it), counts the model's FLOPs per
+training image analytically, and prints the achieved fraction of peak (MFU) for the precision
+each variant computes in.
 
 FLOPs per training image (both steps have the same structure: one G forward, D on real and on
 fake, two tapes): 3·G + 7·D, where G and D are one forward pass of each network (2 FLOPs per

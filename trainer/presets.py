@@ -35,9 +35,15 @@ ZERO_CENTRED_GAN: dict[str, object] = {
     "d_dropout": 0.0,
 }
 
+# The width the presets other than ``pipeline`` were measured at, G and D alike.
+_WIDTH_32: dict[str, object] = {"model_width": 32, "d_width": 0}
+
 _PIPELINE: dict[str, object] = {
     "conditional": True,
-    "model_width": 32,
+    # G at a quarter of the tutorial's width, D at half: half the FLOPs an image of width 32
+    # throughout, at about its FD. benchmarks/LOG.md, "A narrow generator, adopted".
+    "model_width": 16,
+    "d_width": 32,
     **ZERO_CENTRED_GAN,
     # Batch, steps and rate: benchmarks/LOG.md, "Batch 96, adopted".
     "batch_size": 96,
@@ -77,8 +83,8 @@ MNIST_LIKE_MIN_IMAGES = 20_000
 PRESETS: dict[str, dict[str, object]] = {
     # The TensorFlow DCGAN tutorial: width 64, batch 128, non-saturating loss, Adam(2e-4, 0.5).
     TUTORIAL: {},
-    # The measured default: class-conditional BN in G and a projection D, half the tutorial's
-    # width, batch 96, EMA, bf16 where the device has it, the zero-centred objective above.
+    # The measured default: class-conditional BN in G and a projection D, a narrow G, batch 96,
+    # EMA, bf16 where the device has it, the zero-centred objective above.
     PIPELINE: _PIPELINE,
     # The same without labels, for --noconditional runs and unlabelled image folders: G and D
     # self-conditioned on 100 k-means clusters of the images, batch 32, Adam at 5e-4, 384 kimg;
@@ -86,6 +92,7 @@ PRESETS: dict[str, dict[str, object]] = {
     # with more --train_steps than it reaches never decays.
     UNCONDITIONAL: {
         **_PIPELINE,
+        **_WIDTH_32,
         **ZERO_CENTRED_GAN,
         "conditional": False,
         "clusters": 100,
@@ -97,9 +104,10 @@ PRESETS: dict[str, dict[str, object]] = {
         "eval_every": 6000,
     },
     # A user's folder: a few thousand images, often RGB.
-    LIMITED: {**_PIPELINE, **LIMITED_DATA},
+    LIMITED: {**_PIPELINE, **_WIDTH_32, **LIMITED_DATA},
     LIMITED_UNCONDITIONAL: {
         **_PIPELINE,
+        **_WIDTH_32,
         **ZERO_CENTRED_GAN,
         "conditional": False,
         "clusters": 0,

@@ -93,7 +93,7 @@ def test_custom_job_specs_validate_and_parse_as_trainer_flags(args, pools, strat
     assert config["job_dir"] == "gs://b/runs/r1"  # from Vertex's AIP_MODEL_DIR
     # The measured model (trainer/presets.py), not the trainer's bare defaults.
     assert config["preset"] == "pipeline" and config["conditional"] is True
-    assert config["model_width"] == 32 and config["eval_every"] > 0
+    assert (config["model_width"], config["d_width"]) == (16, 32) and config["eval_every"] > 0
     assert config["mixed_precision"] == "auto" and config["classifier_dir"] == "gs://b/classifier"
 
 

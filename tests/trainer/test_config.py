@@ -23,7 +23,7 @@ def test_the_preset_fills_what_the_user_did_not_give():
     values = flag_values(preset="pipeline", batch_size=32)
     config = config_lib.resolve(values, given={"preset", "batch_size", "data_dir", "job_dir"})
     assert config.batch_size == 32  # given: wins over the preset's 96
-    assert config.model_width == 32 and config.conditional  # from the preset
+    assert (config.model_width, config.d_width, config.conditional) == (16, 32, True)  # preset
     assert config.mixed_precision == "auto" and config.eval_every == 1750
     assert (config.loss, config.r1_gamma, config.penalty_every) == ("relativistic", 1.0, 16)
     tutorial = config_lib.resolve(flag_values(), given=set())
