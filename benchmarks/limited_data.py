@@ -28,37 +28,31 @@ from benchmarks import twemoji
 from benchmarks.time_to_quality import on_images, run_project
 from benchmarks.train_throughput import matmul_peak
 from common import bundled
+from trainer import presets
 
 BUNDLED_MNIST = bundled.path("mnist")
 
 KEYS = ("frechet_distance", "kernel_distance", "precision", "recall", "memorization_share")
 
 # The pipeline preset as these variants were measured: G and D at width 32 (before its narrow G).
-AT_WIDTH_32: dict[str, object] = {"preset": "pipeline", "model_width": 32, "d_width": 0}
+AT_WIDTH_32: dict[str, object] = {"preset": presets.PIPELINE, **presets.WIDTH_32}
+# Three times the updates per image, at the unconditional recipe's batch and rate.
+ADA_BATCH_32: dict[str, object] = {
+    **AT_WIDTH_32,
+    "augment": "ada",
+    "batch_size": 32,
+    "g_learning_rate": 5e-4,
+    "d_learning_rate": 5e-4,
+}
 
 VARIANTS: dict[str, dict[str, object]] = {
     "pipeline preset (before)": AT_WIDTH_32,
     "diffaugment": {**AT_WIDTH_32, "augment": "diffaugment"},
     "ada": {**AT_WIDTH_32, "augment": "ada"},
     "ada + mirror": {**AT_WIDTH_32, "augment": "ada", "mirror": "true"},
-    # Three times the updates per image, at the unconditional recipe's batch and rate.
-    "ada batch 32": {
-        **AT_WIDTH_32,
-        "augment": "ada",
-        "batch_size": 32,
-        "g_learning_rate": 5e-4,
-        "d_learning_rate": 5e-4,
-    },
+    "ada batch 32": ADA_BATCH_32,
     # The same with the pipeline preset's narrow G (width 16, D at 32): about 0.6× the FLOPs.
-    "ada batch 32, G 16": {
-        **AT_WIDTH_32,
-        "model_width": 16,
-        "d_width": 32,
-        "augment": "ada",
-        "batch_size": 32,
-        "g_learning_rate": 5e-4,
-        "d_learning_rate": 5e-4,
-    },
+    "ada batch 32, G 16": {**ADA_BATCH_32, "model_width": 16, "d_width": 32},
     # The resnet at half the width: about the dcgan's FLOPs an image at 64×64 (0.32 vs 0.22 G).
     "resnet ada": {**AT_WIDTH_32, "architecture": "resnet", "model_width": 16, "augment": "ada"},
     "resnet diffaugment": {

@@ -32,8 +32,7 @@ TUTORIAL_OBJECTIVE = {f.name: f.default for f in dataclasses.fields(settings.Tra
 BASE = {
     "preset": "pipeline",
     "conditional": "false",
-    "model_width": 32,  # the pipeline preset's width then, G and D alike
-    "d_width": 0,
+    **presets.WIDTH_32,  # the pipeline preset's width then, G and D alike
     **{name: TUTORIAL_OBJECTIVE[name] for name in presets.ZERO_CENTRED_GAN},
     "d_dropout": 0.3,
 }

@@ -36,7 +36,7 @@ ZERO_CENTRED_GAN: dict[str, object] = {
 }
 
 # The width the presets other than ``pipeline`` were measured at, G and D alike.
-_WIDTH_32: dict[str, object] = {"model_width": 32, "d_width": 0}
+WIDTH_32: dict[str, object] = {"model_width": 32, "d_width": 0}
 
 _PIPELINE: dict[str, object] = {
     "conditional": True,
@@ -92,7 +92,7 @@ PRESETS: dict[str, dict[str, object]] = {
     # with more --train_steps than it reaches never decays.
     UNCONDITIONAL: {
         **_PIPELINE,
-        **_WIDTH_32,
+        **WIDTH_32,
         **ZERO_CENTRED_GAN,
         "conditional": False,
         "clusters": 100,
@@ -104,10 +104,10 @@ PRESETS: dict[str, dict[str, object]] = {
         "eval_every": 6000,
     },
     # A user's folder: a few thousand images, often RGB.
-    LIMITED: {**_PIPELINE, **_WIDTH_32, **LIMITED_DATA},
+    LIMITED: {**_PIPELINE, **WIDTH_32, **LIMITED_DATA},
     LIMITED_UNCONDITIONAL: {
         **_PIPELINE,
-        **_WIDTH_32,
+        **WIDTH_32,
         **ZERO_CENTRED_GAN,
         "conditional": False,
         "clusters": 0,
