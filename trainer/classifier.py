@@ -12,7 +12,6 @@ preprocessing makes them by default) the classifier ships too, in ``data/classif
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -320,7 +319,7 @@ def load_or_train(root: str, data_dir: str, manifest: schema.Manifest) -> Classi
         bundled = cache_dir(BUNDLED, fingerprint)
         if os.path.exists(os.path.join(bundled, INFO_FILE)):
             return _load_entry(bundled, "restore it from the project's source")
-    _private_root(root)
+    private_root(root)
     for fingerprint in feature_spaces(manifest):
         directory = cache_dir(root, fingerprint)
         if storage.exists(storage.join(directory, INFO_FILE)):
@@ -348,83 +347,12 @@ def load_or_train(root: str, data_dir: str, manifest: schema.Manifest) -> Classi
     return classifier
 
 
-def _private_root(root: str) -> None:
+def private_root(root: str) -> None:
     """The cache root, made private to this user before anything in it is read or written."""
     if root == DEFAULT_CACHE:  # under the shared temp dir: its parent must be ours too
         storage.private_dir(os.path.dirname(root))
     if not storage.is_gcs(root):
         storage.private_dir(root)
-
-
-# --- real-data floors -----------------------------------------------------------------------------
-
-FLOORS_DIR = "floors"
-# Bumped when a metric's definition changes: every cached and shipped floor is stale then.
-FLOOR_VERSION = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class FloorKey:
-    """What a real-data floor depends on: the feature space, the data, how many samples are
-    scored, how many training images the subset is drawn from and how many are held for the
-    memorization check, and the seed that draws the subset."""
-
-    classifier_sha256: str
-    data_fingerprint: str
-    num_samples: int
-    train_images: int
-    held_images: int
-    seed: int = 0
-    version: int = FLOOR_VERSION
-
-    def file_name(self) -> str:
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        return f"floor-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
-
-
-def load_floor(classifier: Classifier, root: str, key: FloorKey) -> dict[str, float] | None:
-    """The floor cached for ``key`` beside the classifier (the shipped one's directory, or the
-    cache under ``root``), if one was saved for exactly this key."""
-    if classifier.directory is None:
-        return None
-    for directory in (classifier.directory, _floor_home(classifier, root)):
-        path = storage.join(directory, FLOORS_DIR, key.file_name())
-        if not storage.exists(path):
-            continue
-        try:
-            record = json.loads(storage.read_text(path))
-        except json.JSONDecodeError:
-            continue  # a damaged entry is recomputed and replaced
-        if record.get("key") == dataclasses.asdict(key):
-            return {name: float(value) for name, value in record["floor"].items()}
-    return None
-
-
-def save_floor(
-    classifier: Classifier, root: str, key: FloorKey, floor: dict[str, float]
-) -> str | None:
-    """Cache ``floor`` beside the classifier (under ``root`` for a shipped classifier, whose
-    directory is the project's); its path."""
-    if classifier.directory is None:
-        return None
-    home = _floor_home(classifier, root)
-    if home != classifier.directory:
-        _private_root(root)
-    path = storage.join(home, FLOORS_DIR, key.file_name())
-    record = {"key": dataclasses.asdict(key), "floor": floor}
-    storage.write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def _floor_home(classifier: Classifier, root: str) -> str:
-    """Where new floors of this classifier go: its own directory, or for the shipped one the
-    same-named directory in the cache under ``root``."""
-    if storage.is_gcs(classifier.directory):
-        return classifier.directory
-    bundled = os.path.abspath(BUNDLED)
-    if os.path.commonpath([os.path.abspath(classifier.directory), bundled]) == bundled:
-        return storage.join(root, os.path.basename(classifier.directory.rstrip("/")))
-    return classifier.directory
 
 
 INCEPTION_WEIGHTS = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"

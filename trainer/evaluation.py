@@ -410,7 +410,8 @@ class Evaluator:
         self.real = real[:num_samples]
         self.classifier = classifier
         self.num_samples = num_samples
-        # Where real-data floors are cached (classifier.load_floor): none without both.
+        # Where real-data floors and embeddings are cached (trainer/real_cache.py): none
+        # without both.
         self.data_fingerprint, self.cache_root = data_fingerprint, cache_root
         # Training images' embedding, once held: samples are checked for copies of them.
         self._train: Embedded | None = None
@@ -418,7 +419,35 @@ class Evaluator:
     @functools.cached_property
     def _reference(self) -> Embedded:
         """The real images' embedding: computed once, compared with every sample set."""
-        return embed(self.classifier, self.real)
+        return self._embed_split("test", self.real)
+
+    def _embed_split(self, split: str, images: np.ndarray) -> Embedded:
+        """The embedding of ``split``'s first ``len(images)`` images (``images``): from the
+        cache when an earlier run of this classifier on this data computed it, else computed and
+        cached."""
+        if not self._caches:
+            return embed(self.classifier, images)
+        from trainer import real_cache
+
+        key = real_cache.EmbeddingKey(
+            self.classifier.sha256, self.data_fingerprint, split, len(images)
+        )
+        cached = real_cache.load_embedding(self.classifier, self.cache_root, key)
+        if cached is not None:
+            return Embedded(*cached)
+        embedded = embed(self.classifier, images)
+        real_cache.save_embedding(
+            self.classifier, self.cache_root, key, embedded.features, embedded.probs
+        )
+        return embedded
+
+    @property
+    def _caches(self) -> bool:
+        """Whether real-data results are cached: for a saved classifier (its sha256 names the
+        feature space) and a cache root."""
+        return bool(
+            self.cache_root and self.data_fingerprint and self.classifier and self.classifier.sha256
+        )
 
     def score(self, images: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:
         """``images``' metrics against the real images; with ``labels`` (those a conditional
@@ -462,10 +491,11 @@ class Evaluator:
         )
 
     def hold_training_images(self, train: np.ndarray) -> None:
-        """From now on, check samples for copies of these training images (all of them: a copy
-        of one left out would go unseen). Classifier feature spaces only."""
+        """From now on, check samples for copies of these training images, the training split's
+        first ``len(train)`` (all of them: a copy of one left out would go unseen). Classifier
+        feature spaces only."""
         if self.classifier is not None and not self.spec.stacked_mnist:
-            self._train = embed(self.classifier, train)
+            self._train = self._embed_split("train", train)
 
     def nearest_training(self, images: np.ndarray, k: int = 3) -> np.ndarray | None:
         """Indices into the held training images of each image's ``k`` nearest, nearest first
@@ -484,22 +514,22 @@ class Evaluator:
         key = self._floor_key(len(train))
         if key is None:
             return self._compute_floor(train)
-        from trainer import classifier as classifier_lib
+        from trainer import real_cache
 
-        cached = classifier_lib.load_floor(self.classifier, self.cache_root, key)
+        cached = real_cache.load_floor(self.classifier, self.cache_root, key)
         if cached is not None:
             return cached
         floor = self._compute_floor(train)
-        classifier_lib.save_floor(self.classifier, self.cache_root, key, floor)
+        real_cache.save_floor(self.classifier, self.cache_root, key, floor)
         return floor
 
     def _floor_key(self, train_images: int):
         """The floor's cache key, or None where floors are not cached (no saved classifier)."""
-        if not (self.classifier and self.classifier.sha256 and self.cache_root):
+        if not self._caches:
             return None
-        from trainer import classifier as classifier_lib
+        from trainer import real_cache
 
-        return classifier_lib.FloorKey(
+        return real_cache.FloorKey(
             classifier_sha256=self.classifier.sha256,
             data_fingerprint=self.data_fingerprint,
             num_samples=self.num_samples,

@@ -466,6 +466,11 @@ def test_the_nearest_grid_puts_each_sample_before_its_nearest_training_images():
     assert grid[:, :, 0].tolist() == [[191, 255, 128], [64, 0, 128]]
 
 
+def _npz_key(path: str) -> str:
+    with np.load(path) as record:
+        return str(record["key"])
+
+
 def test_a_real_data_floor_is_computed_once_per_classifier_data_and_sample_count(
     tiny_data_dir, tmp_path
 ):
@@ -503,3 +508,55 @@ def test_a_real_data_floor_is_computed_once_per_classifier_data_and_sample_count
     assert evaluator(num_samples=32).real_floor(train)["frechet_distance"] != 123.0
     assert evaluator(hold=False).real_floor(train)["frechet_distance"] != 123.0
     assert len(glob.glob(os.path.join(root, "*", "floors", "*.json"))) == 5
+
+
+def test_the_real_images_embedding_is_computed_once_per_classifier_data_split_and_count(
+    tiny_data_dir, tmp_path
+):
+    """Every export embeds the test split and the held training images; the embedding is cached
+    beside the classifier and served from there (planted features come back), equal to a fresh
+    one to the bit; another classifier, other data or another count make another key, and a
+    damaged file is recomputed."""
+    from trainer import data, evaluation
+
+    manifest = data.read_manifest(tiny_data_dir)
+    root = str(tmp_path / "cache")
+    train = data.load_examples(tiny_data_dir, manifest, "train").images
+    samples = train[:32, :, ::-1]  # mirrored digits: neither real set holds them
+
+    def scored(num_samples: int = 64, tamper=None) -> dict[str, float]:
+        made = evaluation.make_evaluator(tiny_data_dir, manifest, root, num_samples)
+        if tamper:
+            tamper(made)
+        made.hold_training_images(train)
+        return made.score(samples)
+
+    def cached_files() -> list[str]:
+        return sorted(glob.glob(os.path.join(root, "*", "embeddings", "*.npz")))
+
+    fresh = scored()
+    assert len(cached_files()) == 2  # the test split's and the training images'
+    assert scored() == fresh
+
+    # Planted features (the test split's, moved) are what the next evaluator reads.
+    (test_file,) = [p for p in cached_files() if '"split": "test"' in _npz_key(p)]
+    with np.load(test_file) as record:
+        planted = {name: record[name] for name in record.files}
+    planted["features"] = planted["features"] + 1.0
+    np.savez(test_file, **planted)
+    assert scored()["frechet_distance"] > fresh["frechet_distance"] + 1.0
+
+    def other_classifier(made):
+        made.classifier.sha256 = "0" * 64
+
+    def other_data(made):
+        made.data_fingerprint = "f" * 64
+
+    assert scored(tamper=other_classifier) == fresh
+    assert scored(tamper=other_data) == fresh
+    assert scored(num_samples=32)["frechet_distance"] != fresh["frechet_distance"]
+    assert len(cached_files()) == 2 + 2 + 2 + 1  # the training images' count is unchanged
+
+    with open(test_file, "wb") as f:
+        f.write(b"PK\x03\x04 not a zip")
+    assert scored() == fresh

@@ -200,16 +200,16 @@ def test_full_bundled_mnist_has_canonical_counts(tmp_path):
     assert os.path.exists(os.path.join(bundled, "classifier.json"))
     # It ships the real-data floors make run's evaluations use, and they are today's: the
     # trainer's (2,000 samples) recomputed equals the shipped one.
-    from trainer import classifier, data, evaluation
+    from trainer import data, evaluation, real_cache
 
     typed = data.read_manifest(out)
     scorer = evaluation.make_evaluator(out, typed, str(tmp_path / "cache"), 2_000)
     train = data.load_examples(out, typed, "train", 2_000).images
     key = scorer._floor_key(len(train))
     assert key is not None and key.held_images == 0
-    shipped = classifier.load_floor(scorer.classifier, scorer.cache_root, key)
+    shipped = real_cache.load_floor(scorer.classifier, scorer.cache_root, key)
     assert shipped == scorer._compute_floor(train)
-    assert len(os.listdir(os.path.join(bundled, classifier.FLOORS_DIR))) == 2  # and the export's
+    assert len(os.listdir(os.path.join(bundled, real_cache.FLOORS_DIR))) == 2  # and the export's
 
 
 # --- bad input: one line naming the file and the problem, nothing written ---------------------
