@@ -1,6 +1,6 @@
 """Where the project's train step spends its time: TensorFlow profiler, by op kind.
 
-    python -m benchmarks.profile_step [--config=pipeline] [--steps=10]
+    python -m benchmarks.profile_step [--config=pipeline] [--variant="pipeline batch_size=64"]
     python -m benchmarks.profile_step --config=dcgan [--precision=bf16] [--batch_size=256]
 
 Traces ``--steps`` steps of a step ``train_throughput`` times (the pipeline default, as
@@ -76,8 +76,14 @@ def main() -> None:
         "--config",
         choices=("dcgan", "pipeline"),
         default="pipeline",
-        help="pipeline: the pipeline preset's step (batch 96, its precision); dcgan: the "
+        help="pipeline: the pipeline preset's step (its batch and precision); dcgan: the "
         "tutorial's shape at --batch_size and --precision",
+    )
+    parser.add_argument(
+        "--variant",
+        default="pipeline",
+        help="with --config=pipeline: a preset and the trainer flags it adds, as in "
+        "train_throughput: 'pipeline batch_size=64'",
     )
     parser.add_argument("--precision", choices=("none", "bf16"), default="bf16")
     parser.add_argument("--batch_size", type=int, default=256)
@@ -92,7 +98,7 @@ def main() -> None:
 
     data_dir = ensure_data_dir(args.data_dir)
     if args.config == "pipeline":
-        runner = ProjectRunner("pipeline default", preset_config(data_dir), 10)
+        runner = ProjectRunner(args.variant, preset_config(data_dir, args.variant), 10)
     else:
         runner = ProjectRunner.dcgan(data_dir, args.batch_size, args.precision, 10)
     batch = runner.batch_size

@@ -7,7 +7,7 @@ Alternates runs of the tutorial's loop (``benchmarks/tutorial.py``, fp32 and wit
 one-line ``mixed_bfloat16`` policy: the strongest cheap peer), the project's trainer step on the
 tutorial's shape (``--architecture=dcgan``, width 64, fp32 and bf16), and the pipeline's default
 configuration as ``pipeline.run`` trains it (``--preset=pipeline``: class-conditional, G at width
-16 and D at 32, batch 96, EMA, ``auto`` precision; in a child process), several repeats, and
+16 and D at 32, batch 64, EMA, ``auto`` precision; in a child process), several repeats, and
 reports median images/s and the ratios. ``--variant="PRESET FLAG=VALUE ..."`` (repeatable)
 adds a preset with trainer flags, e.g. ``"unconditional penalty_every=16"``.
 ``--baseline=COMMIT`` (repeatable) adds the pipeline default's step as that commit's trainer
