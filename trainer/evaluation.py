@@ -443,8 +443,8 @@ class Evaluator:
 
     @property
     def _caches(self) -> bool:
-        """Whether real-data results are cached: for a saved classifier (its sha256 names the
-        feature space) and a cache root."""
+        """Whether real-data results are cached: with a cache root, the data's fingerprint and
+        a saved classifier (its sha256 names the feature space)."""
         return bool(
             self.cache_root and self.data_fingerprint and self.classifier and self.classifier.sha256
         )
