@@ -22,6 +22,7 @@ import io
 import json
 import os
 import zipfile
+from typing import ClassVar
 
 import numpy as np
 
@@ -42,6 +43,9 @@ class FloorKey:
     scored, how many training images the subset is drawn from and how many are held for the
     memorization check, and the seed that draws the subset."""
 
+    DIRECTORY: ClassVar[str] = FLOORS_DIR
+    NAME: ClassVar[str] = "floor-{}.json"
+
     classifier_sha256: str
     data_fingerprint: str
     num_samples: int
@@ -55,6 +59,9 @@ class FloorKey:
 class EmbeddingKey:
     """What the embedding of a split's first ``count`` images depends on."""
 
+    DIRECTORY: ClassVar[str] = EMBEDDINGS_DIR
+    NAME: ClassVar[str] = "embedding-{}.npz"
+
     classifier_sha256: str
     data_fingerprint: str
     split: str
@@ -64,12 +71,7 @@ class EmbeddingKey:
 
 def file_name(key: FloorKey | EmbeddingKey) -> str:
     text = json.dumps(dataclasses.asdict(key), sort_keys=True)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return f"floor-{digest}.json" if isinstance(key, FloorKey) else f"embedding-{digest}.npz"
-
-
-def _subdir(key: FloorKey | EmbeddingKey) -> str:
-    return FLOORS_DIR if isinstance(key, FloorKey) else EMBEDDINGS_DIR
+    return key.NAME.format(hashlib.sha256(text.encode()).hexdigest()[:16])
 
 
 def _home(classifier: classifier_lib.Classifier, root: str) -> str:
@@ -90,17 +92,19 @@ def _existing(
     if classifier.directory is None:  # not one of ours (Keras' Inception): nothing is cached
         return []
     homes = dict.fromkeys((classifier.directory, _home(classifier, root)))
-    paths = [storage.join(home, _subdir(key), file_name(key)) for home in homes]
+    paths = [storage.join(home, key.DIRECTORY, file_name(key)) for home in homes]
     return [path for path in paths if storage.exists(path)]
 
 
-def _path_for_new(classifier: classifier_lib.Classifier, root: str, key) -> str | None:
+def _path_for_new(
+    classifier: classifier_lib.Classifier, root: str, key: FloorKey | EmbeddingKey
+) -> str | None:
     if classifier.directory is None:
         return None
     home = _home(classifier, root)
     if home != classifier.directory:
         classifier_lib.private_root(root)
-    return storage.join(home, _subdir(key), file_name(key))
+    return storage.join(home, key.DIRECTORY, file_name(key))
 
 
 def load_floor(
