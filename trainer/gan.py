@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.schema import DataSpec
-from trainer import augment, clusters, ema, losses, models, penalties, schedule, stats
+from trainer import augment, clusters, ema, losses, models, optimizers, penalties, schedule, stats
 from trainer.config import TrainConfig
 
 D_LOSS = stats.declare("d_loss", "d_loss", "{:.4f}", panel="losses")
@@ -36,7 +36,7 @@ AUGMENT_STREAMS = {"real": (0x6175677275, 0x6175677256), "fake": (0x6175676675, 
 
 
 def _adam(config: TrainConfig, learning_rate: float) -> keras.optimizers.Optimizer:
-    optimizer = keras.optimizers.Adam(learning_rate, beta_1=config.beta1, beta_2=config.beta2)
+    optimizer = optimizers.FusedAdam(learning_rate, beta_1=config.beta1, beta_2=config.beta2)
     if config.mixed_precision == "fp16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -1,9 +1,9 @@
 """Layers the architectures need beyond Keras's own: a cheaper dropout, a fused batch norm,
-class-conditional batch norm, minibatch standard deviation.
+class-conditional batch norm, a cheaper inner product, minibatch standard deviation.
 
 Each computes the textbook function; they differ from the Keras layers in how (dropout, fused
-batch norm) or in what conditions the affine parameters (conditional batch norm), so the seeds'
-models keep their math.
+batch norm, inner product) or in what conditions the affine parameters (conditional batch
+norm), so the seeds' models keep their math.
 """
 
 from __future__ import annotations
@@ -100,6 +100,22 @@ class BatchNormalization(layers.BatchNormalization):
         return tf.reshape(normalized, tf.shape(inputs))
 
 
+def rows(table: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+    """``table[ids]`` ([N, F] table, ids of any shape) as a one-hot matrix product: the same
+    values, and a dense gradient for the table where ``tf.gather``'s is a list of rows that the
+    update must first sum into a dense one (``UnsortedSegmentSum``, a kernel a table a step)."""
+    one_hot = tf.one_hot(tf.cast(ids, tf.int32), table.shape[0], dtype=table.dtype)
+    return tf.tensordot(one_hot, table, axes=1)
+
+
+class Embedding(layers.Embedding):
+    """``keras.layers.Embedding`` looked up by ``rows``: for class labels (a few rows), where
+    the one-hot product costs less than the sparse gradient it saves. Same variable."""
+
+    def call(self, inputs):
+        return tf.cast(rows(self.embeddings, inputs), self.compute_dtype)
+
+
 class ConditionalBatchNorm(layers.Layer):
     """Batch norm whose scale and offset are looked up per class: ``γ[y]·x̂ + β[y]`` (labels
     of several groups, [B, G]: the groups' rows averaged).
@@ -132,9 +148,9 @@ class ConditionalBatchNorm(layers.Layer):
         broadcast = [-1] + [1] * (len(features.shape) - 2) + [features.shape[-1]]
 
         def lookup(table: tf.Variable) -> tf.Tensor:
-            rows = tf.gather(table, labels)  # labels [B] or, one per group, [B, G]
+            looked_up = rows(table, labels)  # labels [B] or, one per group, [B, G]
             grouped = len(labels.shape) == 2
-            return tf.reshape(tf.reduce_mean(rows, 1) if grouped else rows, broadcast)
+            return tf.reshape(tf.reduce_mean(looked_up, 1) if grouped else looked_up, broadcast)
 
         gamma, beta = lookup(self.gamma), lookup(self.beta)
         return normalized * tf.cast(gamma, normalized.dtype) + tf.cast(beta, normalized.dtype)
@@ -144,6 +160,20 @@ class ConditionalBatchNorm(layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_classes": self.num_classes, "momentum": self.momentum}
+
+
+class InnerProduct(layers.Layer):
+    """Each row's inner product of two [B, F] inputs, [B, 1]: ``keras.layers.Dot(axes=1)``'s
+    function, computed as a product and a sum over the features. Keras' layer runs a batched
+    matrix product of B one-row matrices, forward and in both gradients: a projection
+    discriminator spent ~6% of its train step there (benchmarks/LOG.md, issue 34)."""
+
+    def call(self, inputs):
+        a, b = inputs
+        return tf.reduce_sum(a * b, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], 1)
 
 
 class MinibatchStdDev(layers.Layer):

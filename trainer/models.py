@@ -60,7 +60,7 @@ class ModelSpec:
 
     def embed(self, label: keras.KerasTensor, size: int, **kwargs) -> keras.KerasTensor:
         """The label's embedding [B, size]: the groups' embeddings averaged."""
-        embedded = layers.Embedding(self.num_classes, size, **kwargs)(label)
+        embedded = gan_layers.Embedding(self.num_classes, size, **kwargs)(label)
         if self.label_groups > 1:
             embedded = layers.GlobalAveragePooling1D(**kwargs)(embedded)
         return embedded
@@ -396,6 +396,6 @@ def build_discriminator(name: str, spec: ModelSpec) -> keras.Model:
         label = spec.label_input()
         inputs.append(label)
         embedded = spec.embed(label, features.shape[-1], dtype="float32")
-        projection = layers.Dot(axes=1, dtype="float32")([embedded, features])
+        projection = gan_layers.InnerProduct(dtype="float32")([embedded, features])
         logit = layers.Add(dtype="float32")([logit, projection])
     return keras.Model(inputs, layers.Reshape((), dtype="float32")(logit), name="discriminator")

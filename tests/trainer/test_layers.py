@@ -195,3 +195,34 @@ def test_minibatch_std_makes_d_judge_a_sample_with_its_group(architecture):
         d = models.build_discriminator(architecture, spec)
         first = d(images, training=False)[0], d(others, training=False)[0]
         assert (abs(float(first[0] - first[1])) > 1e-6) == depends, (architecture, group)
+
+
+def test_inner_product_is_keras_dots_function_and_gradient():
+    a, b = tf.random.normal([5, 7], seed=1), tf.random.normal([5, 7], seed=2)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([a, b])
+        ours = gan_layers.InnerProduct()([a, b])
+        keras_dot = keras.layers.Dot(axes=1)([a, b])
+    assert ours.shape == (5, 1)
+    np.testing.assert_allclose(ours, keras_dot, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours[:, 0], np.sum(a.numpy() * b.numpy(), axis=1), rtol=1e-5)
+    for x in (a, b):
+        np.testing.assert_allclose(tape.gradient(ours, x), tape.gradient(keras_dot, x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("ids", [[2, 0, 2, 1], [[2, 0], [1, 1]]])
+def test_rows_is_gather_with_a_dense_gradient(ids):
+    table = tf.Variable(tf.random.normal([3, 5], seed=3))
+    ids = tf.constant(ids)
+    with tf.GradientTape(persistent=True) as tape:
+        ours = gan_layers.rows(table, ids)
+        gathered = tf.gather(table, ids)
+        weights = tf.random.normal(gathered.shape, seed=4)
+        ours_loss, gathered_loss = tf.reduce_sum(ours * weights), tf.reduce_sum(gathered * weights)
+    np.testing.assert_array_equal(ours, gathered)
+    dense = tape.gradient(ours_loss, table)
+    assert isinstance(dense, tf.Tensor)
+    np.testing.assert_allclose(dense, tf.convert_to_tensor(tape.gradient(gathered_loss, table)))
+    embedding = gan_layers.Embedding(3, 5)
+    embedding.build(ids.shape)
+    np.testing.assert_array_equal(embedding(ids), tf.gather(embedding.embeddings, ids))
