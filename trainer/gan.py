@@ -234,10 +234,10 @@ class Gan:
         scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         if scaled:
             loss = optimizer.scale_loss(loss)
-        # Dense, not IndexedSlices: a label embedding's sparse gradient is all-gathered across
-        # workers, and with the lazy penalties' tf.cond its row count differs between workers
-        # (MultiWorkerMirrored: "another member in the group expected shape"). Embeddings here
-        # are classes × features: small enough to all-reduce whole.
+        # Dense, not IndexedSlices: FusedAdam takes dense gradients, and a sparse one is
+        # all-gathered across workers, where with the lazy penalties' tf.cond its row count
+        # differs between them (MultiWorkerMirrored: "another member in the group expected
+        # shape"). The label embeddings (layers.rows) already give dense ones.
         gradients = [
             tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
             for g in tape.gradient(loss, variables)

@@ -165,8 +165,9 @@ class ConditionalBatchNorm(layers.Layer):
 class InnerProduct(layers.Layer):
     """Each row's inner product of two [B, F] inputs, [B, 1]: ``keras.layers.Dot(axes=1)``'s
     function, computed as a product and a sum over the features. Keras' layer runs a batched
-    matrix product of B one-row matrices, forward and in both gradients: a projection
-    discriminator spent ~6% of its train step there (benchmarks/LOG.md, issue 34)."""
+    matrix product of B one-row matrices, forward and in both gradients: in a projection
+    discriminator, about as much kernel time as all of D's forward convolutions (benchmarks/
+    LOG.md, "The main command on a bf16 host")."""
 
     def call(self, inputs):
         a, b = inputs

@@ -1,16 +1,17 @@
 """The GAN's optimizer: Keras' Adam, its update done by TensorFlow's one fused kernel.
 
 Keras 3 writes Adam's update as a dozen element-wise ops a variable (multiplies, subtractions,
-a square root, a division and three assignments), each a kernel launch of its own; on a small
-model the launches, not the arithmetic, set their cost. ``ResourceApplyAdam`` computes the same
+a square root, a division and three assignments), each a kernel of its own, which on a small
+model adds up to a tenth of a train step's kernels. ``ResourceApplyAdam`` computes the same
 update in one kernel a variable:
 
     m ← m + (g − m)(1 − β₁)      v ← v + (g² − v)(1 − β₂)
     w ← w − α·m / (√v + ε)       α = lr·√(1 − β₂ᵗ) / (1 − β₁ᵗ)
 
-which is Keras' ``Adam.update_step`` term for term (``tests/trainer/test_optimizers.py`` holds
-the two to each other). Same variables, slots and checkpoints as ``keras.optimizers.Adam``: only
-how the update is computed differs. Dense gradients only (``Gan._apply`` densifies embeddings').
+which is Keras' ``Adam.update_step`` term for term, except that the kernel forms 1 − β in
+float32 where Keras rounds it from float64 (``tests/trainer/test_optimizers.py`` holds the two
+to each other). Same variables, slots and checkpoints as ``keras.optimizers.Adam``: only how the
+update is computed differs. Dense gradients only (``Gan._apply`` densifies sparse ones).
 """
 
 from __future__ import annotations
