@@ -14,6 +14,7 @@ only the chief writes into the target; the others write to a private directory t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -164,34 +165,42 @@ class CheckpointStore:
             return self._publish(path)
         return path
 
-    def _commit_state(self, state: str, text: bytes) -> None:
+    def _commit_state(self, state: str, text: bytes, refused: Callable[[], None]) -> None:
         """Replace the state object: the commit, fenced by the generation last seen."""
         self._state_generation = self._refused_as_fenced(
             state,
             "another writer committed since this run's last commit",
             lambda: storage.write_if_generation(state, text, self._state_generation),
+            refused,
         )
 
-    def _refused_as_fenced(self, path: str, why: str, write: Callable[[], int]) -> int:
-        """``write``, a conditional write of ``path``; refused, the error names who took the
-        lease over (``fence``), when that is why, else says ``why``."""
+    def _refused_as_fenced(
+        self,
+        path: str,
+        why: str,
+        write: Callable[[], int],
+        refused: Callable[[], None] = lambda: None,
+    ) -> int:
+        """``write``, a conditional write of ``path``; refused, ``refused`` runs and the error
+        names who took the lease over (``fence``), when that is why, else says ``why``."""
         try:
             return write()
         except storage.PreconditionFailed as e:
+            refused()
             self.fence()
             raise CommitFencedError(
                 f"{path}: {why}; this run stops without committing (its lease was taken over)"
             ) from e
 
-    def _upload_own(self, local: str, remote: str) -> None:
+    def _upload_own(self, local: str, remote: str) -> int | None:
         """Upload one file of this run's save without replacing another writer's: only where
         there is no object, or over one already there (an uncommitted save's leftover, or
         this checkpoint saved again after a resume) while this run holds the lease, and only
         over the version it saw. A writer paused past its lease check cannot overwrite the
-        files of the checkpoint its successor committed under the same name."""
+        files of the checkpoint its successor committed under the same name. Returns the
+        generation of an object this upload created (None: it replaced one)."""
         try:
-            storage.upload_file(local, remote, if_generation_match=0)
-            return
+            return storage.upload_file(local, remote, if_generation_match=0)
         except storage.PreconditionFailed:
             seen = storage.generation(remote)
         self.fence()
@@ -200,6 +209,18 @@ class CheckpointStore:
             "replaced by another writer while this run wrote it",
             lambda: storage.upload_file(local, remote, if_generation_match=seen),
         )
+        return None
+
+    @staticmethod
+    def _withdraw(created: dict[str, int]) -> None:
+        """Delete the objects an uncommitted save created, each only at the generation it
+        made: no committed state names them (a successor's checkpoint of the same name would
+        have existed first), so a writer woken after its lease was taken over leaves the
+        bucket as its successor left it. Best effort, under the error that stopped the save:
+        what stays is swept by the next commit's retention."""
+        for remote, made in created.items():
+            with contextlib.suppress(Exception):
+                storage.delete_if_generation(remote, made)
 
     def size_estimate(self) -> int:
         """Bytes of the variables a checkpoint holds: about what one needs on disk."""
@@ -225,17 +246,27 @@ class CheckpointStore:
 
     def _publish(self, local_path: str) -> str:
         name = os.path.basename(local_path)
-        for file_name in sorted(os.listdir(self.local_dir)):
-            if file_name.startswith(name + "."):
-                local = os.path.join(self.local_dir, file_name)
-                self._upload_own(local, storage.join(self.target, file_name))
-        state = storage.join(self.target, STATE_FILE)
-        found = storage.read_versioned(state)
+        created: dict[str, int] = {}
+        try:
+            for file_name in sorted(os.listdir(self.local_dir)):
+                if file_name.startswith(name + "."):
+                    remote = storage.join(self.target, file_name)
+                    made = self._upload_own(os.path.join(self.local_dir, file_name), remote)
+                    if made is not None:
+                        created[remote] = made
+            state = storage.join(self.target, STATE_FILE)
+            found = storage.read_versioned(state)
+        except Exception:  # a failed or fenced upload: nothing was committed
+            self._withdraw(created)
+            raise
         if self._state_generation is None:  # no restore before: what the bucket holds now
             self._state_generation = found[1] if found else 0
         committed = _all_in_state(found[0].decode()) if found else []
         kept = retained(committed, name, self.keep)
-        self._commit_state(state, _state_text(name, kept).encode())
+        # Withdrawn only on a refusal: a commit that failed otherwise may have landed.
+        self._commit_state(
+            state, _state_text(name, kept).encode(), refused=lambda: self._withdraw(created)
+        )
         for remote_file in storage.list_files(self.target):
             file_name = remote_file.rsplit("/", 1)[1]
             prefix = file_name.split(".", 1)[0]

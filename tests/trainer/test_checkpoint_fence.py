@@ -80,6 +80,26 @@ def test_a_writer_paused_between_its_lease_check_and_commit_names_who_took_over(
         assert '"ckpt-2"' in gcs.read("job/checkpoints/checkpoint").decode().splitlines()[0]
 
 
+def test_a_refused_save_takes_back_the_files_it_uploaded(gcs, tmp_path):
+    """Woken after its successor's last commit, a paused writer's save of a new step uploads
+    its files (no object had their names), then its commit is refused: the bucket must hold
+    what the successor left, not the refused checkpoint's files beside it."""
+    from common import lease
+
+    job = f"gs://{BUCKET}/job"
+    with lease.acquire(job, "trainer", report=pytest.fail) as held:
+        successor = store(f"{job}/checkpoints", str(tmp_path / "b"), 0.0)
+        first, pause = paused_writer(job, tmp_path, held, 7, lambda: successor.save(2))
+        first.save(1)
+        left = gcs.list("job/checkpoints/")
+        pause()
+        with pytest.raises(lease.LeaseLostError, match="taken over by trainer"):
+            first.save(3)
+    after = gcs.list("job/checkpoints/")
+    assert not [name for name in after if "ckpt-3" in name]
+    assert sorted(after) == sorted({*left, *[n for n in after if "ckpt-2" in n]})
+
+
 def test_a_paused_writer_leaves_its_successors_same_step_checkpoint_alone(gcs, tmp_path):
     """The successor resumed from an earlier checkpoint and committed one of the same step: the
     paused writer's save of that step must not replace its files before its commit fails (its
