@@ -199,7 +199,8 @@ def test_full_bundled_mnist_has_canonical_counts(tmp_path):
     bundled = os.path.join(helpers.REPO_ROOT, "data", "classifiers", manifest["fingerprint"][:16])
     assert os.path.exists(os.path.join(bundled, "classifier.json"))
     # It ships the real-data floors make run's evaluations use, and they are today's: the
-    # trainer's (2,000 samples) recomputed equals the shipped one.
+    # trainer's (2,000 samples) recomputed equals the shipped one, to the last few bits that
+    # hosts differ in (oneDNN's AVX2 and AVX-512 kernels sum in other orders).
     from trainer import data, evaluation, real_cache
 
     typed = data.read_manifest(out)
@@ -208,7 +209,7 @@ def test_full_bundled_mnist_has_canonical_counts(tmp_path):
     key = scorer._floor_key(len(train))
     assert key is not None and key.held_images == 0
     shipped = real_cache.load_floor(scorer.classifier, scorer.cache_root, key)
-    assert shipped == scorer._compute_floor(train)
+    assert shipped == pytest.approx(scorer._compute_floor(train), rel=1e-7)
     assert len(os.listdir(os.path.join(bundled, real_cache.FLOORS_DIR))) == 2  # and the export's
 
 
