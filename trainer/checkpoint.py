@@ -24,7 +24,7 @@ from collections.abc import Callable
 import tensorflow as tf
 from absl import logging as absl_logging
 
-from common import disk, storage
+from common import disk, lease, storage
 from common.cli import UserError
 
 CHECKPOINT_NAME = "ckpt"
@@ -216,8 +216,9 @@ class CheckpointStore:
         """Delete the objects an uncommitted save created, each only at the generation it
         made: no committed state names them (a successor's checkpoint of the same name would
         have existed first), so a writer woken after its lease was taken over leaves the
-        bucket as its successor left it. Best effort, under the error that stopped the save:
-        what stays is swept by the next commit's retention."""
+        bucket as its successor left it. Best effort, under the error that stopped the save.
+        (A save stopped by a failed upload leaves its files for the next commit's retention
+        sweep: deleting them from an unreachable bucket would only wait out its retries.)"""
         for remote, made in created.items():
             with contextlib.suppress(Exception):
                 storage.delete_if_generation(remote, made)
@@ -256,7 +257,7 @@ class CheckpointStore:
                         created[remote] = made
             state = storage.join(self.target, STATE_FILE)
             found = storage.read_versioned(state)
-        except Exception:  # a failed or fenced upload: nothing was committed
+        except (CommitFencedError, lease.LeaseLostError):  # fenced: none of it may stay
             self._withdraw(created)
             raise
         if self._state_generation is None:  # no restore before: what the bucket holds now
