@@ -165,28 +165,20 @@ class CheckpointStore:
             return self._publish(path)
         return path
 
-    def _commit_state(self, state: str, text: bytes, refused: Callable[[], None]) -> None:
+    def _commit_state(self, state: str, text: bytes) -> None:
         """Replace the state object: the commit, fenced by the generation last seen."""
         self._state_generation = self._refused_as_fenced(
             state,
             "another writer committed since this run's last commit",
             lambda: storage.write_if_generation(state, text, self._state_generation),
-            refused,
         )
 
-    def _refused_as_fenced(
-        self,
-        path: str,
-        why: str,
-        write: Callable[[], int],
-        refused: Callable[[], None] = lambda: None,
-    ) -> int:
-        """``write``, a conditional write of ``path``; refused, ``refused`` runs and the error
-        names who took the lease over (``fence``), when that is why, else says ``why``."""
+    def _refused_as_fenced(self, path: str, why: str, write: Callable[[], int]) -> int:
+        """``write``, a conditional write of ``path``; refused, the error names who took the
+        lease over (``fence``), when that is why, else says ``why``."""
         try:
             return write()
         except storage.PreconditionFailed as e:
-            refused()
             self.fence()
             raise CommitFencedError(
                 f"{path}: {why}; this run stops without committing (its lease was taken over)"
@@ -257,17 +249,16 @@ class CheckpointStore:
                         created[remote] = made
             state = storage.join(self.target, STATE_FILE)
             found = storage.read_versioned(state)
-        except (CommitFencedError, lease.LeaseLostError):  # fenced: none of it may stay
+            if self._state_generation is None:  # no restore before: what the bucket holds now
+                self._state_generation = found[1] if found else 0
+            committed = _all_in_state(found[0].decode()) if found else []
+            kept = retained(committed, name, self.keep)
+            self._commit_state(state, _state_text(name, kept).encode())
+        # Raised only after a write's precondition refused it or the lease check failed: then
+        # nothing of this save was committed (a commit failing otherwise may have landed).
+        except (CommitFencedError, lease.LeaseLostError):
             self._withdraw(created)
             raise
-        if self._state_generation is None:  # no restore before: what the bucket holds now
-            self._state_generation = found[1] if found else 0
-        committed = _all_in_state(found[0].decode()) if found else []
-        kept = retained(committed, name, self.keep)
-        # Withdrawn only on a refusal: a commit that failed otherwise may have landed.
-        self._commit_state(
-            state, _state_text(name, kept).encode(), refused=lambda: self._withdraw(created)
-        )
         for remote_file in storage.list_files(self.target):
             file_name = remote_file.rsplit("/", 1)[1]
             prefix = file_name.split(".", 1)[0]
