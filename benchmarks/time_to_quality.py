@@ -213,8 +213,7 @@ def main() -> None:
         "--stacked_data_dir", default=os.path.join(bench.REPO_ROOT, "runs", "stacked", "data")
     )
     parser.add_argument(
-        "--classifier_dir",
-        default=os.path.join(bench.REPO_ROOT, "runs", "quickstart", "classifier"),
+        "--classifier_dir", default="", help="The evaluation cache (default: the stages' own)."
     )
     parser.add_argument("--json", default=os.path.join(bench.RESULTS_DIR, "time_to_quality.json"))
     parser.add_argument("--tutorial_child", help=argparse.SUPPRESS)

@@ -126,8 +126,7 @@ def main() -> None:
         "--data_dir", default=os.path.join(bench.REPO_ROOT, "runs", "quickstart", "data")
     )
     parser.add_argument(
-        "--classifier_dir",
-        default=os.path.join(bench.REPO_ROOT, "runs", "quickstart", "classifier"),
+        "--classifier_dir", default="", help="The evaluation cache (default: the stages' own)."
     )
     parser.add_argument(
         "--json", default=os.path.join(bench.RESULTS_DIR, "unconditional_selection.json")

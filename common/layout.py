@@ -6,7 +6,7 @@
 - ``ExportDir`` (``pipeline.export``): ``generator/``, ``metrics.json``, ``flags.txt``,
   ``manifest.json``, ``export_config.json``, ``README.md``, ``gallery/``.
 - ``PromotedDir`` (``pipeline.promote``): ``versions/<weights sha256[:16]>/``, ``promotion.json``.
-- ``RunDir`` (``pipeline.run``): ``data/``, ``job/``, ``export/``, ``classifier/``.
+- ``RunDir`` (``pipeline.run``): ``data/``, ``job/``, ``export/``.
 
 Each directory is a path (local or ``gs://``) with its files as properties, so a stage asks
 ``JobDir(path).flags`` instead of joining a literal. No TensorFlow import here.
@@ -93,5 +93,3 @@ class RunDir(_Dir):
     @property
     def export(self) -> ExportDir:
         return ExportDir(self.join("export"))
-
-    classifier = _file("classifier")  # the evaluator's cache of classifiers and real-data floors

@@ -3,12 +3,14 @@ r"""The whole pipeline on one machine: preprocess → train (with evaluation) �
     python -m pipeline.run --output_dir=/tmp/run
     python -m pipeline.run --output_dir=/tmp/run --digits=0 --architecture=dense --train_steps=2000
 
-Writes ``data/``, ``job/``, ``export/`` (and the evaluator's ``classifier/`` cache) under
-``--output_dir``. Each stage runs as its own process, exactly as in the cloud, and each is
-idempotent: a re-run after a crash skips complete stages and resumes training from its last
-checkpoint. Flags of the stages pass through: preprocessing flags (``--source``, ``--digits``, …)
-to the Beam job, trainer flags (``--architecture``, ``--train_steps``, …) to the trainer, and
-anything else to Beam as a pipeline option.
+Writes ``data/``, ``job/`` and ``export/`` under ``--output_dir``; the evaluation classifier and
+the real images' features are cached where the stages cache them by default (``--classifier_dir``
+to choose), so a second run on the same data makes neither again. Each stage runs as its own
+process, exactly as in the cloud, and each is idempotent: a re-run after a crash skips complete
+stages and resumes training from its last checkpoint. Flags of the stages pass through:
+preprocessing flags (``--source``, ``--digits``, …) to the Beam job, trainer flags
+(``--architecture``, ``--train_steps``, …) to the trainer, and anything else to Beam as a
+pipeline option.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ class RunConfig:
 
 # Names only: trainer/settings.py imports no TensorFlow, so routing flags costs none.
 TRAINER_FLAGS = set(settings.NAMES) - {"data_dir", "job_dir"}
+
+
+STAGE_MODULES = {
+    "preprocess": "preprocessing.run",
+    "train": "trainer.task",
+    "export": "pipeline.export",
+}
 
 
 class PipelineError(UserError, RuntimeError):
@@ -79,40 +88,40 @@ def run_stage(name: str, module: str, args: list[str]) -> float:
     return time.monotonic() - start
 
 
-def run(output_dir: str, args: Sequence[str]) -> dict[str, float]:
+def flag_value(name: str, args: Sequence[str]) -> str | None:
+    """The value the last ``--name=value`` in ``args`` gives (absl's rule: the last one wins)."""
+    values = [arg.split("=", 1)[1] for arg in args if arg.startswith(f"--{name}=")]
+    return values[-1] if values else None
+
+
+def stage_args(output_dir: str, args: Sequence[str]) -> dict[str, list[str]]:
+    """Each stage's arguments, by stage: the run directory's parts, then the pass-through flags
+    routed to it. The evaluation classifier's cache is the stages' own default (shared by every
+    run of this user on this machine: a data set's classifier and real-image features are made
+    once, not once per output directory), or the ``--classifier_dir`` given, for both stages
+    that evaluate."""
     dirs = layout.RunDir(output_dir)
     data_dir, job_dir, export_dir = dirs.data.path, dirs.job.path, dirs.export.path
-    classifier_dir = dirs.classifier
     preprocess_args, trainer_args = route(args)
     unknown = [a for a in preprocess_args if not a.startswith("--")]
     if unknown:
         raise PipelineError(f"unexpected arguments: {' '.join(unknown)}")
+    classifier_dir = flag_value("classifier_dir", trainer_args)
+    return {
+        "preprocess": [f"--output_dir={data_dir}", *preprocess_args],
+        "train": [f"--data_dir={data_dir}", f"--job_dir={job_dir}", *trainer_args],
+        "export": [
+            f"--job_dir={job_dir}",
+            f"--export_dir={export_dir}",
+            *([f"--classifier_dir={classifier_dir}"] if classifier_dir is not None else []),
+        ],
+    }
+
+
+def run(output_dir: str, args: Sequence[str]) -> dict[str, float]:
+    stages = stage_args(output_dir, args)
     with lease.acquire(output_dir, "pipeline"):  # and each stage its own directory
-        timings = {
-            "preprocess": run_stage(
-                "preprocess", "preprocessing.run", [f"--output_dir={data_dir}", *preprocess_args]
-            ),
-            "train": run_stage(
-                "train",
-                "trainer.task",
-                [
-                    f"--data_dir={data_dir}",
-                    f"--job_dir={job_dir}",
-                    f"--classifier_dir={classifier_dir}",
-                    *trainer_args,
-                ],
-            ),
-            "export": run_stage(
-                "export",
-                "pipeline.export",
-                [
-                    f"--job_dir={job_dir}",
-                    f"--export_dir={export_dir}",
-                    f"--classifier_dir={classifier_dir}",
-                ],
-            ),
-        }
-        return timings
+        return {name: run_stage(name, STAGE_MODULES[name], stages[name]) for name in stages}
 
 
 def main(argv: Sequence[str]) -> None:
@@ -127,7 +136,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 HELP_FLAGS = {"-h", "-?", "--help", "--helpshort", "--helpfull"}
-STAGES = ("preprocessing.run", "trainer.task")  # the stages whose flags pipeline.run routes
+STAGES = (STAGE_MODULES["preprocess"], STAGE_MODULES["train"])  # whose flags pipeline.run routes
 
 
 def print_help() -> None:

@@ -295,16 +295,17 @@ def _load_entry(directory: str, remedy: str) -> Classifier:
     try:
         info = json.loads(storage.read_text(info_path))
         expected, accuracy = str(info["model_sha256"]), float(info["test_accuracy"])
+        model_path = storage.join(directory, _model_file(info))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ClassifierError(
             f"{info_path}: unreadable classifier entry ({type(e).__name__}); {remedy}"
         ) from e
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, MODEL_FILE)
-        storage.download_file(storage.join(directory, MODEL_FILE), local)
+        storage.download_file(model_path, local)
         if _sha256(local) != expected:
             raise ClassifierError(
-                f"{storage.join(directory, MODEL_FILE)}: does not match the sha256 recorded "
+                f"{model_path}: does not match the sha256 recorded "
                 f"in {INFO_FILE}; not loading it ({remedy})"
             )
         model = keras.saving.load_model(local)
@@ -331,20 +332,42 @@ def load_or_train(root: str, data_dir: str, manifest: schema.Manifest) -> Classi
             f"evaluation classifier reached {classifier.test_accuracy:.4f} test accuracy, "
             f"below {MIN_ACCURACY}; its features would not be trustworthy"
         )
+    commit_entry(directory, put_model(directory, classifier), manifest.fingerprint)
+    return classifier
+
+
+def _model_file(info: dict) -> str:
+    # Entries written before model files were named by their sha256, and the shipped ones,
+    # hold MODEL_FILE.
+    name = str(info.get("model_file", MODEL_FILE))
+    if "/" in name or name.startswith("."):
+        raise ValueError(f"model_file {name!r} is not a file name")
+    return name
+
+
+def put_model(directory: str, classifier: Classifier) -> dict:
+    """Upload ``classifier``'s model into the cache entry ``directory`` under a name of its own
+    sha256 (two runs training the same data set at once never overwrite each other's file: the
+    Keras file records when it was saved); its entry's info record."""
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, MODEL_FILE)
         classifier.model.save(local)
         classifier.sha256 = _sha256(local)
         classifier.directory = directory
-        storage.put_file(local, storage.join(directory, MODEL_FILE))
-    info = {
+        name = f"classifier-{classifier.sha256[:16]}.keras"
+        storage.put_file(local, storage.join(directory, name))
+    return {
         "test_accuracy": classifier.test_accuracy,
-        "data_fingerprint": manifest.fingerprint,
         "model_sha256": classifier.sha256,
+        "model_file": name,
     }
-    info_path = storage.join(directory, INFO_FILE)
-    storage.write_text(info_path, json.dumps(info, indent=2) + "\n")  # written last: the commit
-    return classifier
+
+
+def commit_entry(directory: str, info: dict, data_fingerprint: str) -> None:
+    """Write the entry's info file, after its model file: the commit. The last writer wins, and
+    the model file it names is its own."""
+    info = {**info, "data_fingerprint": data_fingerprint}
+    storage.write_text(storage.join(directory, INFO_FILE), json.dumps(info, indent=2) + "\n")
 
 
 def private_root(root: str) -> None:

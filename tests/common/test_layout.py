@@ -12,7 +12,6 @@ def test_a_run_dir_holds_each_stage_dir_in_a_bucket_or_on_disk():
     assert run.data.manifest == "gs://bucket/runs/1/data/manifest.json"
     assert run.job.flags == "gs://bucket/runs/1/job/flags.txt"
     assert run.export.gallery_index == "gs://bucket/runs/1/export/gallery/index.html"
-    assert run.classifier == "gs://bucket/runs/1/classifier"
     local = layout.RunDir("/tmp/run")
     assert local.job.metrics_log == os.path.join("/tmp/run", "job", "metrics.jsonl")
     assert local.job.samples == os.path.join("/tmp/run", "job", "samples")

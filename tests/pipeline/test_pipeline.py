@@ -33,21 +33,29 @@ TINY_TRAINING = [
 ]
 
 
+def _tiny_pipeline_run(out: str, root: str) -> subprocess.CompletedProcess:
+    """``pipeline.run`` of the tiny MNIST under ``root`` into ``out``, with ``root``'s
+    evaluation cache."""
+    return helpers.run_module(
+        "pipeline.run",
+        f"--output_dir={out}",
+        f"--source={os.path.join(root, 'idx')}",
+        "--num_shards=2",
+        "--conditional",
+        f"--classifier_dir={os.path.join(root, 'classifiers')}",
+        *TINY_TRAINING,
+    )
+
+
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("pipeline")
-    source = helpers.tiny_mnist(str(root / "idx"), n_train=512, n_test=128)
+    helpers.tiny_mnist(str(root / "idx"), n_train=512, n_test=128)
     out = str(root / "run")
-    proc = helpers.run_module(
-        "pipeline.run",
-        f"--output_dir={out}",
-        f"--source={source}",
-        "--num_shards=2",
-        "--conditional",
-        *TINY_TRAINING,
-    )
+    proc = _tiny_pipeline_run(out, str(root))
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "pipeline: done" in proc.stdout
+    assert "classifier: test accuracy" in proc.stdout  # this data set's, trained once
     with open(str(root / "terminal.txt"), "w") as f:
         f.write(proc.stdout + proc.stderr)
     return out
@@ -113,7 +121,8 @@ def test_pipeline_writes_every_artifact(pipeline_run):
         assert np.isfinite(metrics["model"][key]), key
     assert metrics["real_floor"]["frechet_distance"] < metrics["model"]["frechet_distance"]
     # The feature space is named by the classifier file's sha256: equal names, comparable FDs.
-    (info_path,) = glob.glob(os.path.join(pipeline_run, "classifier", "*", "classifier.json"))
+    classifiers = os.path.join(os.path.dirname(pipeline_run), "classifiers")
+    (info_path,) = glob.glob(os.path.join(classifiers, "*", "classifier.json"))
     with open(info_path) as f:
         classifier_sha256 = json.load(f)["model_sha256"]
     assert f"classifier {classifier_sha256[:12]} (" in metrics["feature_space"]
@@ -139,18 +148,44 @@ def test_pipeline_writes_every_artifact(pipeline_run):
 
 def test_rerun_skips_complete_stages(pipeline_run):
     before = helpers.snapshot(os.path.join(pipeline_run, "export"))
-    proc = helpers.run_module(
-        "pipeline.run",
-        f"--output_dir={pipeline_run}",
-        "--conditional",
-        *TINY_TRAINING,
-        f"--source={os.path.join(os.path.dirname(pipeline_run), 'idx')}",
-        "--num_shards=2",
-    )
+    proc = _tiny_pipeline_run(pipeline_run, os.path.dirname(pipeline_run))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "already holds this data set; nothing to do" in proc.stdout
     assert "(already_complete)" in proc.stdout
     assert helpers.snapshot(os.path.join(pipeline_run, "export")) == before
+
+
+def test_a_second_run_on_the_same_data_reuses_the_classifier_and_real_features(
+    pipeline_run, tmp_path
+):
+    """The cache outlives an output directory: a run into a new one trains no classifier and
+    embeds no real image again, and scores in the same feature space."""
+    classifiers = os.path.join(os.path.dirname(pipeline_run), "classifiers")
+    (embeddings,) = glob.glob(os.path.join(classifiers, "*", "embeddings"))
+    cached = helpers.snapshot(embeddings)
+    out = str(tmp_path / "second")
+    proc = _tiny_pipeline_run(out, os.path.dirname(pipeline_run))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "classifier:" not in proc.stdout + proc.stderr
+    assert helpers.snapshot(embeddings) == cached  # every real image's features were cached
+    assert not os.path.exists(os.path.join(out, "classifier"))
+
+    def feature_space(run_dir: str) -> str:
+        with open(os.path.join(run_dir, "export", "metrics.json")) as f:
+            return json.load(f)["feature_space"]
+
+    assert feature_space(out) == feature_space(pipeline_run)
+
+
+def test_both_evaluating_stages_get_the_classifier_cache_the_user_names():
+    from pipeline.run import stage_args
+
+    given = stage_args("/r", ["--classifier_dir=/c", "--digits=3"])
+    assert "--classifier_dir=/c" in given["train"] and "--classifier_dir=/c" in given["export"]
+    assert given["preprocess"] == ["--output_dir=/r/data", "--digits=3"]
+    # Unnamed, both use their own default: the same shared cache.
+    default = stage_args("/r", [])
+    assert not any("classifier_dir" in arg for arg in default["train"] + default["export"])
 
 
 def test_saved_model_loads_in_a_fresh_process_without_project_code(pipeline_run, tmp_path):
@@ -375,11 +410,34 @@ def test_a_tampered_classifier_cache_is_not_loaded(tiny_data_dir, tmp_path):
     fingerprint = manifest.fingerprint
     root = str(tmp_path / "cache")
     classifier_lib.load_or_train(root, tiny_data_dir, manifest)
-    model = os.path.join(classifier_lib.cache_dir(root, fingerprint), classifier_lib.MODEL_FILE)
+    (model,) = glob.glob(os.path.join(classifier_lib.cache_dir(root, fingerprint), "*.keras"))
     with open(model, "ab") as f:
         f.write(b"planted")
     with pytest.raises(classifier_lib.ClassifierError, match="does not match the sha256 recorded"):
         classifier_lib.load_or_train(root, tiny_data_dir, manifest)
+
+
+def test_two_runs_training_one_classifier_at_once_leave_a_loadable_entry(tiny_data_dir, tmp_path):
+    """Two runs sharing a cache train the same data set's classifier at once: each uploads its
+    model, then commits its info file; whichever commits last, the entry loads (their files
+    differ: the Keras file records when it was saved, and training may differ by host)."""
+    import keras
+
+    from trainer import classifier as classifier_lib
+    from trainer import data
+
+    manifest = data.read_manifest(tiny_data_dir)
+    root = str(tmp_path / "cache")
+    directory = classifier_lib.cache_dir(root, manifest.fingerprint)
+    first = classifier_lib.load_or_train(root, tiny_data_dir, manifest)
+    second = classifier_lib.Classifier(keras.models.clone_model(first.model), 0.5)
+    # The second run uploads its model, the first commits, then the second commits.
+    second_info = classifier_lib.put_model(directory, second)
+    first_info = classifier_lib.put_model(directory, first)
+    classifier_lib.commit_entry(directory, first_info, manifest.fingerprint)
+    classifier_lib.commit_entry(directory, second_info, manifest.fingerprint)
+    loaded = classifier_lib.load_or_train(root, tiny_data_dir, manifest)
+    assert loaded.sha256 == second.sha256 != first.sha256
 
 
 def test_the_bundled_mnist_classifier_is_loaded_not_trained(tmp_path):
