@@ -24,7 +24,7 @@ def test_the_preset_fills_what_the_user_did_not_give():
     config = config_lib.resolve(values, given={"preset", "batch_size", "data_dir", "job_dir"})
     assert config.batch_size == 32  # given: wins over the preset's 64
     assert (config.model_width, config.d_width, config.conditional) == (16, 32, True)  # preset
-    assert config.mixed_precision == "auto" and config.eval_every == 1750
+    assert config.mixed_precision == "auto" and config.eval_every == 2500
     assert (config.loss, config.r1_gamma, config.penalty_every) == ("relativistic", 1.0, 16)
     tutorial = config_lib.resolve(flag_values(), given=set())
     assert (tutorial.model_width, tutorial.batch_size, tutorial.conditional) == (64, 128, False)
