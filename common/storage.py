@@ -71,7 +71,10 @@ def private_dir(path: str) -> str:
     name may have been created by someone else, who could plant files that are then uploaded
     or loaded as a model.
     """
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except (FileExistsError, NotADirectoryError, PermissionError) as e:
+        raise StorageError(f"{path}: cannot be a directory here ({e.strerror})") from e
     info = os.lstat(path)
     if (
         not stat.S_ISDIR(info.st_mode)

@@ -137,6 +137,16 @@ def test_private_dirs_are_created_0700_and_foreign_or_open_ones_refused(tmp_path
             storage.private_dir(str(foreign))
 
 
+def test_a_private_dir_where_a_users_file_is_is_one_line_and_the_file_stays(tmp_path):
+    """``--classifier_dir`` (the evaluation cache) given a file, or a path below one."""
+    mine = tmp_path / "mine.txt"
+    mine.write_text("keep")
+    for path in (mine, mine / "cache"):
+        with pytest.raises(storage.StorageError, match=f"{path}: cannot be a directory here"):
+            storage.private_dir(str(path))
+    assert mine.read_text() == "keep"
+
+
 def test_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
     mask = os.umask(0o022)
     os.umask(mask)
