@@ -2,6 +2,7 @@
 
     python -m benchmarks.profile_step [--config=pipeline] [--variant="pipeline batch_size=64"]
     python -m benchmarks.profile_step --config=dcgan [--precision=bf16] [--batch_size=256]
+    python -m benchmarks.profile_step --ops=40   # also the 40 costliest ops by scoped name
 
 Traces ``--steps`` steps of a step ``train_throughput`` times (the pipeline default, as
 ``pipeline.run`` trains it; or the tutorial's networks at ``--batch_size``) with ``tf.profiler``
@@ -46,8 +47,9 @@ def network_of(name: str) -> str:
     return f"{network} {'backward' if 'gradient_tape' in name else 'forward'}" if network else ""
 
 
-def kernel_times(logdir: str, steps: int) -> collections.Counter:
-    """ms per step of each (kind, network pass) from the trace's compute-thread events."""
+def kernel_times(logdir: str, steps: int) -> tuple[collections.Counter, collections.Counter]:
+    """ms per step of each (kind, network pass), and of each op by its scoped name, from the
+    trace's compute-thread events."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     path = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0]
@@ -55,6 +57,7 @@ def kernel_times(logdir: str, steps: int) -> collections.Counter:
     with open(path, "rb") as f:
         space.ParseFromString(f.read())
     totals: collections.Counter = collections.Counter()
+    ops: collections.Counter = collections.Counter()
     for plane in space.planes:
         for line in plane.lines:
             if not line.name.startswith("tf_Compute"):
@@ -66,8 +69,10 @@ def kernel_times(logdir: str, steps: int) -> collections.Counter:
                 scoped, op = name.rsplit(":", 1)
                 kind = kind_of(op, scoped)
                 where = network_of(scoped) if kind == "convolution" else ""
-                totals[(kind, where)] += event.duration_ps / 1e9 / steps
-    return totals
+                ms = event.duration_ps / 1e9 / steps
+                totals[(kind, where)] += ms
+                ops[name] += ms
+    return totals, ops
 
 
 def main() -> None:
@@ -91,6 +96,9 @@ def main() -> None:
     parser.add_argument(
         "--data_dir", default=os.path.join(bench.REPO_ROOT, "runs", "quickstart", "data")
     )
+    parser.add_argument(
+        "--ops", type=int, default=0, help="also list the N ops with the most kernel time"
+    )
     parser.add_argument("--json", default=os.path.join(bench.RESULTS_DIR, "profile_step.json"))
     args = parser.parse_args()
 
@@ -110,7 +118,7 @@ def main() -> None:
         tf.profiler.experimental.start(logdir)
         runner.run(args.steps)
         tf.profiler.experimental.stop()
-        totals = kernel_times(logdir, args.steps)
+        totals, ops = kernel_times(logdir, args.steps)
     kernel_ms = sum(totals.values())
     rows = [
         {
@@ -128,6 +136,11 @@ def main() -> None:
         f"summed over {os.cpu_count()} cores"
     )
     bench.print_table(rows, ["kind", "pass", "kernel ms/step", "share"])
+    if args.ops:
+        top = [
+            {"op": name, "kernel ms/step": round(ms, 2)} for name, ms in ops.most_common(args.ops)
+        ]
+        bench.print_table(top, ["op", "kernel ms/step"])
     bench.write_json(
         args.json,
         {

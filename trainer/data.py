@@ -32,6 +32,16 @@ from common.cli import UserError
 
 SHUFFLE_BYTES = 256 << 20
 CYCLE_LENGTH = 4  # shards read at once (interleaved)
+
+# tf.data functions traced as written: autograph's conversion of each costs tens of ms in every
+# process that reads the data, and none of them branches on a tensor.
+plain = tf.autograph.experimental.do_not_convert
+
+
+def _count_batch(count: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
+    return count + tf.size(batch, out_type=tf.int64)
+
+
 COUNT_BATCH = 4096  # records per step when a shard's records are counted
 WINDOW_FILES = 2 * CYCLE_LENGTH + 2  # local copies of bucket shards kept per process
 PARSE_BATCH = 1024
@@ -139,11 +149,7 @@ class ShardFiles:
         try:
             # Counted in batches: a reduce step per record took 3.5× as long (0.4 s an MNIST
             # shard, in every process that reads the data).
-            count = int(
-                records.batch(COUNT_BATCH).reduce(
-                    np.int64(0), lambda n, batch: n + tf.size(batch, out_type=tf.int64)
-                )
-            )
+            count = int(records.batch(COUNT_BATCH).reduce(np.int64(0), plain(_count_batch)))
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
             # Without TF's internal op path ("{{function_node …}}"): the reader's own words.
             first = TF_FUNCTION_NODE.sub("", e.message.strip().splitlines()[0])
@@ -165,8 +171,8 @@ class ShardFiles:
         """Shard names → paths tf.data can open (bucket shards fetched into the window)."""
         if not storage.is_gcs(self.data_dir):
             prefix = self.data_dir.rstrip("/") + "/"
-            return names.map(lambda name: prefix + name)
-        return names.map(lambda name: tf.py_function(self.local_tensor, [name], tf.string))
+            return names.map(plain(lambda name: prefix + name))
+        return names.map(plain(lambda name: tf.py_function(self.local_tensor, [name], tf.string)))
 
     def local_tensor(self, name: tf.Tensor) -> tf.Tensor:
         """``local`` inside tf.data; our errors carry INPUT_ERROR through TensorFlow's."""
@@ -195,6 +201,7 @@ def record_stream(
     start_epoch, offset = divmod(start, epoch_size)
     names = tf.constant(files)
 
+    @plain
     def epoch_records(epoch: tf.Tensor) -> tf.data.Dataset:
         seed_pair = tf.stack([tf.constant(seed, tf.int64), epoch])
         order = tf.random.experimental.stateless_shuffle(
@@ -202,13 +209,14 @@ def record_stream(
         )
         paths = shards.paths(tf.data.Dataset.from_tensor_slices(tf.gather(names, order)))
         records = paths.interleave(
-            lambda path: tf.data.TFRecordDataset(path, compression_type=shards.compression),
+            plain(lambda path: tf.data.TFRecordDataset(path, compression_type=shards.compression)),
             cycle_length=min(CYCLE_LENGTH, len(files)),
         )
         # Stateless block shuffle (the shuffle op's seeds do not take tensors once a global seed
         # is set): a block holds ``buffer`` records, a whole epoch for MNIST.
         block_seed = tf.constant(seed, tf.int64) + epoch * 2**32
 
+        @plain
         def permute(block: tf.Tensor, records_in_block: tf.Tensor) -> tf.Tensor:
             order = tf.random.experimental.stateless_shuffle(
                 tf.range(tf.size(records_in_block, out_type=tf.int64)),
@@ -225,6 +233,7 @@ def parser(spec: schema.DataSpec):
     """Batched records → (images float32 [B, H, W, C], labels int32 [B])."""
     features = schema.feature_spec(spec)
 
+    @plain
     def parse(records: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         parsed = tf.io.parse_example(records, features)
         images = tf.reshape(parsed[schema.IMAGE_KEY], [-1, *spec.shape])
@@ -305,7 +314,7 @@ def split_dataset(
     shards.check_all(files)
     if seed is None:
         records = shards.paths(tf.data.Dataset.from_tensor_slices(files)).flat_map(
-            lambda path: tf.data.TFRecordDataset(path, compression_type=shards.compression)
+            plain(lambda path: tf.data.TFRecordDataset(path, compression_type=shards.compression))
         )
     else:
         records = record_stream(shards, files, size, shuffle_buffer(spec, size), seed, 0).take(size)

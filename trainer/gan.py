@@ -331,11 +331,11 @@ class Gan:
         names = self.metric_names
         replicated = [name for name in names if stats.combine(name) != stats.GLOBAL]
 
-        @tf.function
+        # A while_loop written out, autograph off: converting the ~30 functions a step calls
+        # costs a second of every trace (benchmarks/LOG.md, "Tracing without autograph").
+        @tf.function(autograph=False)
         def train_steps(iterator, n: tf.Tensor) -> tuple[dict, tf.Tensor]:
-            totals = tf.zeros([len(names)])
-            finite = tf.constant(True)
-            for _ in tf.range(n):
+            def step(i: tf.Tensor, totals: tf.Tensor, finite: tf.Tensor):
                 images, labels = next(iterator)
                 self._schedule_learning_rates()
                 p = tf.identity(self.augment_p)
@@ -350,12 +350,15 @@ class Gan:
                 metrics = tf.stack([reduced[k] for k in names])
                 self._update_ema()
                 self.step.assign_add(1)
-                totals += metrics
                 substeps = self.strategy.reduce(
                     tf.distribute.ReduceOp.SUM, per_replica[SUBSTEP_LOSSES], axis=None
                 )
                 finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(metrics)))
                 finite = tf.logical_and(finite, tf.math.is_finite(substeps))
+                return i + 1, totals + metrics, finite
+
+            start = (tf.zeros([], n.dtype), tf.zeros([len(names)]), tf.constant(True))
+            _, totals, finite = tf.while_loop(lambda i, *_: i < n, step, start)
             means = totals / tf.cast(n, tf.float32)
             return {k: means[i] for i, k in enumerate(names)}, finite
 
