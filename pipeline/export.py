@@ -76,7 +76,8 @@ def _restore_generator(job_dir: str):
         raise ExportError(
             f"{store.latest}: does not match --architecture={config.architecture} "
             f"--model_width={config.model_width} --d_width={config.d_width} "
-            f"--latent_dim={config.latent_dim} in {flags_path}"
+            f"--latent_dim={config.latent_dim} in {flags_path} (or was written by another "
+            "version of the networks)"
         ) from e
     if checkpoint is None:
         raise ExportError(f"{workspace.checkpoint_target}: no checkpoint; train first")

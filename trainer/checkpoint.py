@@ -142,7 +142,8 @@ class CheckpointStore:
             ) from e
         except (AssertionError, ValueError, tf.errors.OpError) as e:
             raise CheckpointMismatchError(
-                f"{latest}: does not match the model built from the flags ({_first_line(e)})"
+                f"{latest}: does not match the model built from the flags, or was written by "
+                f"another version of the networks ({_first_line(e)})"
             ) from e
         return latest
 

@@ -1,8 +1,8 @@
 """Layers the architectures need beyond Keras's own: a cheaper dropout, a fused batch norm,
-class-conditional batch norm, a cheaper inner product, minibatch standard deviation.
+class-conditional batch norm, a cheaper class projection, minibatch standard deviation.
 
 Each computes the textbook function; they differ from the Keras layers in how (dropout, fused
-batch norm, inner product) or in what conditions the affine parameters (conditional batch
+batch norm, class projection) or in what conditions the affine parameters (conditional batch
 norm), so the seeds' models keep their math.
 """
 
@@ -162,19 +162,43 @@ class ConditionalBatchNorm(layers.Layer):
         return {**super().get_config(), "num_classes": self.num_classes, "momentum": self.momentum}
 
 
-class InnerProduct(layers.Layer):
-    """Each row's inner product of two [B, F] inputs, [B, 1]: ``keras.layers.Dot(axes=1)``'s
-    function, computed as a product and a sum over the features. Keras' layer runs a batched
-    matrix product of B one-row matrices, forward and in both gradients: in a projection
-    discriminator, about as much kernel time as all of D's forward convolutions (benchmarks/
-    LOG.md, "The main command on a bf16 host")."""
+class ClassProjection(layers.Layer):
+    """Projection conditioning (Miyato & Koyama 2018): ``embed(y) · features``, [B, 1], with
+    the embeddings of labels of several groups ([B, G]) averaged.
+
+    Computed as one matrix product of the features with every class's embedding, then a pick
+    by label: an embedding lookup and an elementwise product summed over the features (a
+    broadcast, a product and a tile in each gradient) cost 7% of the pipeline default's step
+    (benchmarks/LOG.md, "The projection as a matrix product")."""
+
+    def __init__(self, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+
+    def build(self, input_shape):
+        features_shape, _ = input_shape
+        # The initializer keras.layers.Embedding gives its table.
+        self.embeddings = self.add_weight(
+            shape=(self.num_classes, features_shape[-1]), initializer="uniform", name="embeddings"
+        )
 
     def call(self, inputs):
-        a, b = inputs
-        return tf.reduce_sum(a * b, axis=-1, keepdims=True)
+        features, labels = inputs
+        scores = tf.matmul(
+            tf.cast(features, self.compute_dtype),
+            tf.cast(self.embeddings, self.compute_dtype),
+            transpose_b=True,
+        )
+        picks = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes, dtype=scores.dtype)
+        if len(picks.shape) == 3:  # one label per group: their embeddings' mean
+            picks = tf.reduce_mean(picks, axis=1)
+        return tf.reduce_sum(scores * picks, axis=-1, keepdims=True)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], 1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_classes": self.num_classes}
 
 
 class MinibatchStdDev(layers.Layer):

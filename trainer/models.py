@@ -395,7 +395,8 @@ def build_discriminator(name: str, spec: ModelSpec) -> keras.Model:
     if spec.conditional:
         label = spec.label_input()
         inputs.append(label)
-        embedded = spec.embed(label, features.shape[-1], dtype="float32")
-        projection = gan_layers.InnerProduct(dtype="float32")([embedded, features])
+        projection = gan_layers.ClassProjection(spec.num_classes, dtype="float32")(
+            [features, label]
+        )
         logit = layers.Add(dtype="float32")([logit, projection])
     return keras.Model(inputs, layers.Reshape((), dtype="float32")(logit), name="discriminator")

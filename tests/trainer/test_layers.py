@@ -197,17 +197,30 @@ def test_minibatch_std_makes_d_judge_a_sample_with_its_group(architecture):
         assert (abs(float(first[0] - first[1])) > 1e-6) == depends, (architecture, group)
 
 
-def test_inner_product_is_keras_dots_function_and_gradient():
-    a, b = tf.random.normal([5, 7], seed=1), tf.random.normal([5, 7], seed=2)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch([a, b])
-        ours = gan_layers.InnerProduct()([a, b])
-        keras_dot = keras.layers.Dot(axes=1)([a, b])
-    assert ours.shape == (5, 1)
-    np.testing.assert_allclose(ours, keras_dot, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ours[:, 0], np.sum(a.numpy() * b.numpy(), axis=1), rtol=1e-5)
-    for x in (a, b):
-        np.testing.assert_allclose(tape.gradient(ours, x), tape.gradient(keras_dot, x), rtol=1e-6)
+@pytest.mark.parametrize("labels", [[2, 0, 2, 1], [[2, 0], [1, 1], [0, 0], [2, 1]]])
+def test_class_projection_is_the_labels_embedding_dotted_with_the_features(labels):
+    features = tf.random.normal([4, 7], seed=1)
+    labels = tf.constant(labels)
+    projection = gan_layers.ClassProjection(3)
+    projection.build((features.shape, labels.shape))
+    table = projection.embeddings.numpy()
+    # By hand: the label's row (the groups' rows averaged) dotted with each example's features.
+    rows = table[labels.numpy()]
+    embedded = rows.mean(axis=1) if rows.ndim == 3 else rows
+    expected = np.sum(embedded * features.numpy(), axis=1, keepdims=True)
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        ours = projection([features, labels])
+    assert ours.shape == (4, 1)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+    # d/d features of Σ_b e(y_b)·f_b is e(y_b); d/d table[c] is the features of c's examples.
+    gradient_features, gradient_table = tape.gradient(
+        ours, [features, projection.embeddings], output_gradients=tf.ones_like(ours)
+    )
+    np.testing.assert_allclose(gradient_features, embedded, rtol=1e-5, atol=1e-6)
+    picks = np.eye(3)[labels.numpy()]
+    picks = picks.mean(axis=1) if picks.ndim == 3 else picks
+    np.testing.assert_allclose(gradient_table, picks.T @ features.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("ids", [[2, 0, 2, 1], [[2, 0], [1, 1]]])
