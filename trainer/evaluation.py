@@ -161,54 +161,77 @@ def _squared_norms(points: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", points, points)
 
 
-# Both searches below expand ‖q − m‖² = ‖q‖² + ‖m‖² − 2 q·m and leave out the term that is
-# constant along a row until the row has been reduced: two passes over each block of distances
-# after its matrix product instead of five (half the time of precision and recall).
+# The searches below expand ‖q − m‖² = ‖q‖² + ‖m‖² − 2 q·m and leave out the term that is
+# constant along a row until the row has been reduced, and reduce the distances tile by tile:
+# a tile of QUERY_BLOCK × POINT_TILE stays in cache between its matrix product and its passes
+# (benchmarks/LOG.md, "The export's searches in tiles").
+QUERY_BLOCK = 256
+POINT_TILE = 4096
 
 
-def _kth_smallest(rows: np.ndarray, k: int) -> np.ndarray:
-    """``np.partition(rows, k, axis=1)[:, k]``, overwriting ``rows``: k + 1 argmin passes are ~7×
-    faster than a partition for the k of a k-NN radius."""
+@dataclasses.dataclass(frozen=True)
+class Tiling:
+    block: int = QUERY_BLOCK
+    tile: int = POINT_TILE
+
+
+def _tiles(
+    queries: np.ndarray, points: np.ndarray, scale: float, offsets: np.ndarray, tiling: Tiling
+):
+    """Per block of queries, its tiles: (block start, tile start, scale · q·m + offset_m)."""
+    for start in range(0, len(queries), tiling.block):
+        block = queries[start : start + tiling.block]
+        for first in range(0, len(points), tiling.tile):
+            rows = block @ points[first : first + tiling.tile].T
+            rows *= scale
+            rows += offsets[None, first : first + tiling.tile]
+            yield start, first, rows
+
+
+def _smallest(rows: np.ndarray, count: int) -> np.ndarray:
+    """Each row's ``count`` smallest values, overwriting ``rows``: ``count`` argmin passes are
+    ~7× faster than a partition for the few a k-NN radius needs."""
     index = np.arange(len(rows))
-    for _ in range(k):
-        rows[index, rows.argmin(axis=1)] = np.inf
-    return rows.min(axis=1)
+    taken = np.empty((len(rows), count), rows.dtype)
+    for i in range(count):
+        nearest = rows.argmin(axis=1)
+        taken[:, i] = rows[index, nearest]
+        rows[index, nearest] = np.inf
+    return taken
 
 
 def _knn_radii(
-    points: np.ndarray, k: int, block: int = 2000, of: np.ndarray | None = None
+    points: np.ndarray, k: int, of: np.ndarray | None = None, tiling: Tiling = Tiling()
 ) -> np.ndarray:
     """Each point's squared distance to its k-th nearest neighbour among ``points``; only the
     points indexed by ``of``, when given."""
     norms = _squared_norms(points)
-    which = np.arange(len(points)) if of is None else of
-    radii = np.empty(len(which))
-    for start in range(0, len(which), block):
-        chosen = which[start : start + block]
-        rows = points[chosen] @ points.T  # ‖m‖² − 2 q·m, in place
-        rows *= -2.0
-        rows += norms[None, :]
-        # k, not k - 1: each point is its own nearest neighbour.
-        nearest = _kth_smallest(rows, k) + norms[chosen]
-        radii[start : start + block] = np.maximum(nearest, 0.0)
-    return radii
+    queries = points if of is None else points[of]
+    candidates: dict[int, list[np.ndarray]] = {}
+    for start, _, rows in _tiles(queries, points, -2.0, norms, tiling):
+        # k + 1, not k: each point is its own nearest neighbour.
+        candidates.setdefault(start, []).append(_smallest(rows, min(k + 1, rows.shape[1])))
+    radii = np.empty(len(queries))
+    for start, parts in candidates.items():
+        nearest = np.partition(np.concatenate(parts, axis=1), k, axis=1)[:, k]
+        radii[start : start + len(nearest)] = nearest + _squared_norms(
+            queries[start : start + len(nearest)]
+        )
+    return np.maximum(radii, 0.0)
 
 
-def _nearest(queries: np.ndarray, points: np.ndarray, block: int = 2000):
+def _nearest(queries: np.ndarray, points: np.ndarray, tiling: Tiling = Tiling()):
     """Each query's squared distance to its nearest point, and that point's index."""
-    norms = _squared_norms(points)
-    distances = np.empty(len(queries))
-    indices = np.empty(len(queries), np.int64)
-    for start in range(0, len(queries), block):
-        chunk = queries[start : start + block]
-        rows = chunk @ points.T  # ‖m‖² − 2 q·m, in place
-        rows *= -2.0
-        rows += norms[None, :]
+    distances = np.full(len(queries), np.inf)
+    indices = np.zeros(len(queries), np.int64)
+    for start, first, rows in _tiles(queries, points, -2.0, _squared_norms(points), tiling):
         nearest = rows.argmin(axis=1)
-        indices[start : start + block] = nearest
-        closest = rows[np.arange(len(chunk)), nearest] + _squared_norms(chunk)
-        distances[start : start + block] = np.maximum(closest, 0.0)
-    return distances, indices
+        value = rows[np.arange(len(rows)), nearest]
+        here = slice(start, start + len(rows))
+        closer = value < distances[here]  # ties keep the earlier point, as one argmin would
+        distances[here][closer] = value[closer]
+        indices[here][closer] = nearest[closer] + first
+    return np.maximum(distances + _squared_norms(queries), 0.0), indices
 
 
 def memorization_share(
@@ -226,19 +249,16 @@ def memorization_share(
 
 
 def _coverage_of(
-    manifold: np.ndarray, radii: np.ndarray, queries: np.ndarray, block: int = 2000
+    manifold: np.ndarray, radii: np.ndarray, queries: np.ndarray, tiling: Tiling = Tiling()
 ) -> float:
     """The share of ``queries`` inside some manifold point's ball: ‖q − m‖² ≤ r_m for some m,
     i.e. max over m of (2 q·m − ‖m‖² + r_m) ≥ ‖q‖²."""
     offsets = (radii - _squared_norms(manifold)).astype(manifold.dtype)
-    query_norms = _squared_norms(queries)
-    inside = 0
-    for start in range(0, len(queries), block):
-        rows = queries[start : start + block] @ manifold.T
-        rows *= 2.0
-        rows += offsets[None, :]
-        inside += int((rows.max(axis=1) >= query_norms[start : start + block]).sum())
-    return inside / len(queries)
+    best = np.full(len(queries), -np.inf)
+    for start, _, rows in _tiles(queries, manifold, 2.0, offsets, tiling):
+        here = slice(start, start + len(rows))
+        best[here] = np.maximum(best[here], rows.max(axis=1))
+    return float((best >= _squared_norms(queries)).mean())
 
 
 class Embedded:

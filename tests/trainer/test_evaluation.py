@@ -6,7 +6,11 @@ import pytest
 
 from trainer import evaluation
 
+# One query and one point a tile, uneven tiles, and everything in one tile.
+TILINGS = [evaluation.Tiling(1, 1), evaluation.Tiling(2, 3), evaluation.Tiling()]
 
+
+@pytest.mark.parametrize("tiling", TILINGS)
 @pytest.mark.parametrize(
     "k, expected",
     [
@@ -15,9 +19,9 @@ from trainer import evaluation
         (2, [9, 4, 9, 16, 49]),
     ],
 )
-def test_knn_radii_are_squared_distances_to_the_kth_neighbour(k, expected):
+def test_knn_radii_are_squared_distances_to_the_kth_neighbour(k, expected, tiling):
     points = np.array([[0.0], [1.0], [3.0], [6.0], [10.0]], np.float32)
-    assert evaluation._knn_radii(points, k, block=2).tolist() == expected
+    assert evaluation._knn_radii(points, k, tiling=tiling).tolist() == expected
 
 
 def test_a_duplicate_point_is_a_neighbour_at_distance_zero():
@@ -26,15 +30,25 @@ def test_a_duplicate_point_is_a_neighbour_at_distance_zero():
     assert evaluation._knn_radii(points, 2).tolist() == [4, 4, 4]
 
 
-@pytest.mark.parametrize("block", [2, 2000])
-def test_coverage_counts_queries_inside_some_ball_boundary_included(block):
+@pytest.mark.parametrize("tiling", TILINGS)
+def test_coverage_counts_queries_inside_some_ball_boundary_included(tiling):
     # Balls around 0, 1, 3 of squared radii 1, 1, 4 (each point's nearest neighbour): 0.5 and
     # 2.5 are inside, -1 and 5 exactly on a boundary (inside), 10 outside: 4 of 5.
     manifold = np.array([[0.0], [1.0], [3.0]], np.float32)
     radii = evaluation._knn_radii(manifold, 1)
     queries = np.array([[0.5], [2.5], [-1.0], [5.0], [10.0]], np.float32)
-    assert evaluation._coverage_of(manifold, radii, queries, block=block) == 0.8
-    assert evaluation._coverage_of(manifold, radii * 0.99, queries, block=block) == 0.4
+    assert evaluation._coverage_of(manifold, radii, queries, tiling=tiling) == 0.8
+    assert evaluation._coverage_of(manifold, radii * 0.99, queries, tiling=tiling) == 0.4
+
+
+@pytest.mark.parametrize("tiling", TILINGS)
+def test_nearest_finds_each_querys_closest_point_the_first_of_ties(tiling):
+    points = np.array([[0.0], [4.0], [6.0], [4.0], [9.0]], np.float32)
+    queries = np.array([[5.0], [8.0], [-1.0], [4.0]], np.float32)
+    distances, indices = evaluation._nearest(queries, points, tiling=tiling)
+    # 5 is 1 from 4 (points 1 and 3) and from 6: point 1 comes first.
+    assert indices.tolist() == [1, 4, 0, 1]
+    assert distances.tolist() == [1, 1, 1, 0]
 
 
 def test_kernel_distance_is_the_unbiased_mmd_of_the_cubic_kernel_by_hand():
@@ -67,4 +81,6 @@ def test_memorization_share_counts_samples_within_half_the_training_spacing():
 
 def test_knn_radii_of_chosen_points_are_theirs_among_all():
     points = np.array([[0.0], [1.0], [3.0], [6.0], [10.0]], np.float32)
-    assert evaluation._knn_radii(points, 1, block=1, of=np.array([4, 0])).tolist() == [16, 1]
+    chosen = np.array([4, 0])
+    for tiling in TILINGS:
+        assert evaluation._knn_radii(points, 1, of=chosen, tiling=tiling).tolist() == [16, 1]
