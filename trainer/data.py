@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 import threading
+from typing import ClassVar
 
 import numpy as np
 import tensorflow as tf
@@ -106,8 +107,12 @@ class ShardFiles:
     """Local paths of a data directory's shards: bucket objects copied into a bounded window.
 
     Every shard is checked once per process (record count against the manifest, records
-    readable), so a truncated or replaced file is named instead of training on garbage.
+    readable), so a truncated or replaced file is named instead of training on garbage: the
+    training input and the evaluation's images share the checks of a file not changed since.
     """
+
+    # (local path, size, modification time) of the files this process has checked.
+    _checked: ClassVar[set[tuple[str, int, int]]] = set()
 
     def __init__(self, data_dir: str, manifest: schema.Manifest):
         self.data_dir = data_dir
@@ -117,7 +122,6 @@ class ShardFiles:
             for split in manifest.splits.values()
             for name, count in split.file_examples.items()
         }
-        self.checked: set[str] = set()
         self.window: list[str] = []
         self.lock = threading.Lock()
         self.scratch = ""
@@ -137,9 +141,10 @@ class ShardFiles:
                 # Readers hold open descriptors: unlinking an older copy never cuts a reader.
                 while len(self.window) > WINDOW_FILES:
                     os.unlink(self.window.pop(0))
-            if name not in self.checked:
+            identity = _identity(local)
+            if identity is None or identity not in ShardFiles._checked:
                 self._check(name, path, local)
-                self.checked.add(name)
+                ShardFiles._checked.add(_identity(local))
         return local
 
     def _check(self, name: str, path: str, local: str) -> None:
@@ -180,6 +185,14 @@ class ShardFiles:
             return tf.constant(self.local(name.numpy().decode()))
         except UserError as e:
             raise ValueError(INPUT_ERROR + str(e)) from e
+
+
+def _identity(local: str) -> tuple[str, int, int] | None:
+    try:
+        stat = os.stat(local)
+    except OSError:  # gone: the check names it
+        return None
+    return os.path.abspath(local), stat.st_size, stat.st_mtime_ns
 
 
 def input_error(error: tf.errors.OpError) -> DataError | None:
@@ -257,6 +270,20 @@ def _split_files(
     return files, sum(entry.file_examples[name] for name in files)
 
 
+def _first_files(
+    manifest: schema.Manifest, split: str, files: list[str], limit: int
+) -> tuple[list[str], int]:
+    """The first of ``files`` that hold at least ``limit`` examples, and how many they hold."""
+    counts = manifest.splits[split].file_examples
+    taken, size = [], 0
+    for name in files:
+        if size >= limit:
+            break
+        taken.append(name)
+        size += counts[name]
+    return taken, size
+
+
 def make_dataset_fn(
     data_dir: str,
     manifest: schema.Manifest,
@@ -305,11 +332,19 @@ def make_dataset_fn(
 
 
 def split_dataset(
-    data_dir: str, manifest: schema.Manifest, split: str, batch: int, seed: int | None = None
+    data_dir: str,
+    manifest: schema.Manifest,
+    split: str,
+    batch: int,
+    seed: int | None = None,
+    limit: int | None = None,
 ) -> tf.data.Dataset:
-    """One pass over ``split`` in batches: shuffled by ``seed`` (training), else in file order."""
+    """One pass over ``split`` in batches: shuffled by ``seed`` (training), else in file order
+    (only the files that hold the first ``limit`` examples, when given)."""
     spec = manifest.spec
     files, size = _split_files(data_dir, manifest, split)
+    if seed is None and limit is not None:
+        files, size = _first_files(manifest, split, files, limit)
     shards = ShardFiles(data_dir, manifest)
     shards.check_all(files)
     if seed is None:
@@ -337,7 +372,7 @@ def load_examples(
     taken = 0
     try:
         for batch_images, batch_labels in split_dataset(
-            data_dir, manifest, split, PARSE_BATCH, seed
+            data_dir, manifest, split, PARSE_BATCH, seed, limit
         ):
             images.append(batch_images.numpy())
             labels.append(batch_labels.numpy())

@@ -172,6 +172,29 @@ def test_input_pipelines_run_without_the_autotuning_thread(tiny_data_dir):
     np.testing.assert_array_equal(first, again)
 
 
+def test_the_first_examples_are_read_from_their_shards_and_a_changed_shard_is_checked_again(
+    tiny_data_dir, tmp_path
+):
+    """Loading a split's first N examples reads (and checks) only the shards that hold them;
+    a shard this process has checked is checked again once its file changes."""
+    import shutil
+
+    from trainer import data
+
+    copy = str(tmp_path / "data")
+    shutil.copytree(tiny_data_dir, copy)
+    manifest = data.read_manifest(copy)
+    first, second = manifest.splits["train"].files
+    held = manifest.splits["train"].file_examples[first]
+    whole = data.load_examples(copy, manifest, "train").images
+    with open(os.path.join(copy, second), "r+b") as f:  # the second shard, damaged
+        f.truncate(os.path.getsize(f.name) // 2)
+    head = data.load_examples(copy, manifest, "train", held).images
+    np.testing.assert_array_equal(head, whole[:held])
+    with pytest.raises(data.DataError, match=f"{second}: a record does not parse"):
+        data.load_examples(copy, manifest, "train", held + 1)
+
+
 def test_restart_of_a_finished_run_does_nothing(tiny_data_dir, tmp_path):
     config = tiny_config(tiny_data_dir, str(tmp_path))
     first = loop.train(config)
