@@ -332,7 +332,8 @@ class Gan:
         replicated = [name for name in names if stats.combine(name) != stats.GLOBAL]
 
         # A while_loop written out, autograph off: converting the ~30 functions a step calls
-        # costs a second of every trace (benchmarks/LOG.md, "Tracing without autograph").
+        # costs a second of every trace (benchmarks/LOG.md, "The projection as a matrix
+        # product; tracing without autograph").
         @tf.function(autograph=False)
         def train_steps(iterator, n: tf.Tensor) -> tuple[dict, tf.Tensor]:
             def step(i: tf.Tensor, totals: tf.Tensor, finite: tf.Tensor):
