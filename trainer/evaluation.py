@@ -213,6 +213,8 @@ def _knn_radii(
         candidates.setdefault(start, []).append(_smallest(rows, min(k + 1, rows.shape[1])))
     radii = np.empty(len(queries))
     for start, parts in candidates.items():
+        # With k or fewer other points there is no k-th neighbour: the radius is infinite.
+        parts.append(np.full((len(parts[0]), k + 1), np.inf, parts[0].dtype))
         nearest = np.partition(np.concatenate(parts, axis=1), k, axis=1)[:, k]
         radii[start : start + len(nearest)] = nearest + _squared_norms(
             queries[start : start + len(nearest)]

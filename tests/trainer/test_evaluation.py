@@ -24,6 +24,13 @@ def test_knn_radii_are_squared_distances_to_the_kth_neighbour(k, expected, tilin
     assert evaluation._knn_radii(points, k, tiling=tiling).tolist() == expected
 
 
+@pytest.mark.parametrize("tiling", TILINGS)
+def test_a_point_without_k_others_has_an_infinite_radius(tiling):
+    points = np.array([[0.0], [1.0], [3.0]], np.float32)
+    assert evaluation._knn_radii(points, 2, tiling=tiling).tolist() == [9, 4, 9]
+    assert evaluation._knn_radii(points, 3, tiling=tiling).tolist() == [np.inf] * 3
+
+
 def test_a_duplicate_point_is_a_neighbour_at_distance_zero():
     points = np.array([[0.0], [0.0], [2.0]], np.float32)
     assert evaluation._knn_radii(points, 1).tolist() == [0, 0, 4]
