@@ -308,7 +308,9 @@ def _load_entry(directory: str, remedy: str) -> Classifier:
                 f"{model_path}: does not match the sha256 recorded "
                 f"in {INFO_FILE}; not loading it ({remedy})"
             )
-        model = keras.saving.load_model(local)
+        # Not compiled: it only scores, and an optimizer state saved with it (entries written
+        # by earlier versions) would only be loaded to warn that it does not fit.
+        model = keras.saving.load_model(local, compile=False)
     return Classifier(model, accuracy, expected, directory)
 
 

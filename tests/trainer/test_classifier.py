@@ -51,6 +51,27 @@ def test_the_classifier_scores_in_float32_whatever_policy_it_was_built_under(tmp
     assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
 
 
+def test_a_cached_classifier_loads_silently_whatever_optimizer_state_it_was_saved_with(
+    tmp_path,
+):
+    """An entry whose model file carries an optimizer that does not fit it (as one written by an
+    earlier version did) loads for scoring without Keras' "Skipping variable loading" warning on
+    the user's terminal."""
+    import warnings
+
+    from trainer import classifier
+
+    model = classifier.build((8, 8, 3), 4, seed=1)
+    model.compile(optimizer="rmsprop", loss="mse")  # compiled, never built: no slot variables
+    directory = str(tmp_path / "entry")
+    entry = classifier.Classifier(model, test_accuracy=0.5)
+    classifier.commit_entry(directory, classifier.put_model(directory, entry), "f" * 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = classifier._load_entry(directory, "delete it")
+    assert loaded.test_accuracy == 0.5 and loaded.sha256 == entry.sha256
+
+
 def test_training_shifts_move_whole_images_by_at_most_an_eighth_and_repeat_by_seed():
     """Each image is itself moved (one bright pixel lands within 1/8 of the side of where it
     was); the shifts differ between images and repeat for the same seed."""
