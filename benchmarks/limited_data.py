@@ -53,11 +53,24 @@ VARIANTS: dict[str, dict[str, object]] = {
     "ada batch 32": ADA_BATCH_32,
     # The same with the pipeline preset's narrow G (width 16, D at 32): about 0.6× the FLOPs.
     "ada batch 32, G 16": {**ADA_BATCH_32, "model_width": 16, "d_width": 32},
-    # Wider G and D: 2.2× and 3.9× the FLOPs an image, which a bf16 host runs at a higher MFU.
+    # Wider G and D: 2.2×, 3.9× and 15× the FLOPs an image, which a bf16 host runs at a higher
+    # MFU.
     "ada batch 32, width 48": {**ADA_BATCH_32, "model_width": 48},
     "ada batch 32, width 64": {**ADA_BATCH_32, "model_width": 64},
+    "ada batch 32, width 128": {**ADA_BATCH_32, "model_width": 128},
     # The resnet at half the width: about the dcgan's FLOPs an image at 64×64 (0.32 vs 0.22 G).
     "resnet ada": {**AT_WIDTH_32, "architecture": "resnet", "model_width": 16, "augment": "ada"},
+    # R3GAN's FFHQ-64 rates at their start: Adam(2e-4, β2 0.9), R1 and R2 at γ 2.
+    "resnet ada, R3GAN rates": {
+        **ADA_BATCH_32,
+        "architecture": "resnet",
+        "model_width": 16,
+        "g_learning_rate": 2e-4,
+        "d_learning_rate": 2e-4,
+        "beta2": 0.9,
+        "r1_gamma": 2.0,
+        "r2_gamma": 2.0,
+    },
     "resnet diffaugment": {
         **AT_WIDTH_32,
         "architecture": "resnet",
