@@ -46,6 +46,11 @@ ADA_BATCH_32: dict[str, object] = {
 }
 
 VARIANTS: dict[str, dict[str, object]] = {
+    # The recipe --preset=auto picks for a small folder (ADA's geometric half), and the same
+    # with the whole ADA pipeline and with none.
+    "limited": {"preset": presets.LIMITED},
+    "limited, whole ADA": {"preset": presets.LIMITED, "augment": "ada"},
+    "limited, no augmentation": {"preset": presets.LIMITED, "augment": "none"},
     "pipeline preset (before)": AT_WIDTH_32,
     "diffaugment": {**AT_WIDTH_32, "augment": "diffaugment"},
     "ada": {**AT_WIDTH_32, "augment": "ada"},
@@ -58,6 +63,12 @@ VARIANTS: dict[str, dict[str, object]] = {
     "ada batch 32, width 48": {**ADA_BATCH_32, "model_width": 48},
     "ada batch 32, width 64": {**ADA_BATCH_32, "model_width": 64},
     "ada batch 32, width 128": {**ADA_BATCH_32, "model_width": 128},
+    # The labels set aside for k-means clusters of the pixels (self-conditioning).
+    "ada batch 32, 100 clusters, no labels": {
+        **ADA_BATCH_32,
+        "conditional": "false",
+        "clusters": 100,
+    },
     # The resnet at half the width: about the dcgan's FLOPs an image at 64×64 (0.32 vs 0.22 G).
     "resnet ada": {**AT_WIDTH_32, "architecture": "resnet", "model_width": 16, "augment": "ada"},
     # R3GAN's FFHQ-64 rates at their start: Adam(2e-4, β2 0.9), R1 and R2 at γ 2.

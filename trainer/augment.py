@@ -13,6 +13,7 @@ Augmentation for Data-Efficient GAN Training").
   translation, isotropic scaling, rotation, anisotropic scaling, fractional translation,
   brightness, contrast, luma flip, hue rotation, saturation), each applied with probability p;
   the train step moves p toward ``--ada_target`` (``adjusted_p``).
+- ``ada_geometric``: the same geometric half alone, every colour kept (StyleGAN2-ADA's ``bg``).
 
 A pipeline is a pure function of the images, a table of random draws and p: the train step
 draws the table statelessly per (seed, step) for the global batch and slices its replica's rows,
@@ -348,6 +349,12 @@ def _bind_ada(draws: Draws, p: Tensor | float, height: int, width: int) -> Trans
     return lambda images: _apply_colour(resample(images, geometry, fill="reflect"), *colour)
 
 
+def _bind_ada_geometric(draws: Draws, p: Tensor | float, height: int, width: int) -> Transform:
+    """ADA's geometric half alone (its ``bg`` pipeline): every colour stays the image's own."""
+    geometry = ada_geometry(draws, tf.convert_to_tensor(p, tf.float32), height, width)
+    return lambda images: resample(images, geometry, fill="reflect")
+
+
 PIPELINES: dict[str, Pipeline] = {
     "none": Pipeline(
         lambda draws, p, height, width: tf.identity, adaptive=False, description="none"
@@ -363,6 +370,12 @@ PIPELINES: dict[str, Pipeline] = {
         adaptive=True,
         description="StyleGAN2-ADA's geometric and colour pipeline at an adaptive probability "
         "p (Karras et al. 2020)",
+    ),
+    "ada_geometric": Pipeline(
+        _bind_ada_geometric,
+        adaptive=True,
+        description="ADA's geometric transforms alone, at an adaptive p: for data whose colours "
+        "carry meaning (skin tones, flags, logos)",
     ),
 }
 

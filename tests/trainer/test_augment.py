@@ -147,7 +147,28 @@ def test_ada_colour_turns_hue_around_grey_and_flips_luma():
     np.testing.assert_allclose(out[0, 0, 0], [-0.2, -0.2, -0.2], atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["diffaugment", "ada"])
+def test_ada_geometric_moves_pixels_as_ada_does_and_keeps_every_colour():
+    rng = np.random.default_rng(5)
+    images = rng.uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
+    uniform = rng.uniform(0, 1, (4, augment.DRAWS)).astype(np.float32)
+    normal = rng.standard_normal((4, augment.DRAWS)).astype(np.float32)
+    geometric = augment.PIPELINES["ada_geometric"]
+    random = Draws(tf.constant(uniform), tf.constant(normal))
+    moved = np.asarray(geometric.apply(images, random, tf.constant(0.9)))
+    assert not np.allclose(moved, images, atol=1e-3)
+    # ADA with its colour half's columns above p: the same images.
+    uniform[:, augment.DRAWS // 2 :] = 0.999
+    no_colour = Draws(tf.constant(uniform), tf.constant(normal))
+    np.testing.assert_allclose(moved, ADA.apply(images, no_colour, tf.constant(0.9)), atol=1e-5)
+    # A skin-tone square stays that tone wherever ADA would recolour it.
+    tone = np.broadcast_to(np.float32([0.8, 0.4, 0.1]), (4, 16, 16, 3))
+    kept = np.asarray(geometric.apply(tone, random, tf.constant(0.9)))
+    np.testing.assert_allclose(kept, tone, atol=1e-5)
+    recoloured = np.asarray(ADA.apply(tone, random, tf.constant(0.9)))
+    assert np.abs(recoloured - tone).max() > 0.1
+
+
+@pytest.mark.parametrize("name", ["diffaugment", "ada", "ada_geometric"])
 def test_the_same_draws_give_the_same_images_and_gradients_reach_the_input(name):
     rng = np.random.default_rng(3)
     images = tf.constant(rng.uniform(-1, 1, (4, 16, 16, 3)), tf.float32)
