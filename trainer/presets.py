@@ -66,8 +66,8 @@ _PIPELINE: dict[str, object] = {
 # what a 2-core bf16 host trains at 64×64×3 in 20 minutes, the rates decaying over the second
 # half. ADA's geometric transforms alone: on the Twemoji folder at 20 minutes they lowered FD
 # and KID where the whole ADA pipeline raised them (its colour transforms leaked into the
-# samples' colours); on the first 1,000 MNIST digits p stays near 0. The rest is the pipeline
-# preset's. benchmarks/README.md, "Limited data".
+# samples' colours); on the first 1,000 MNIST digits ADA's p stayed near 0. The rest is the
+# pipeline preset's. benchmarks/README.md, "Limited data".
 LIMITED_DATA: dict[str, object] = {
     "augment": "ada_geometric",
     "batch_size": 32,
