@@ -343,10 +343,9 @@ def _bind_ada(draws: Draws, p: Tensor | float, height: int, width: int) -> Trans
     """StyleGAN2-ADA's geometric + colour pipeline, each transform with probability ``p``."""
     # No tf.cond skipping p = 0: under the R1 penalty's double backprop it made the step's graph
     # take minutes to build.
-    p = tf.convert_to_tensor(p, tf.float32)
-    geometry = ada_geometry(draws, p, height, width)
-    colour = ada_colour(draws, p)
-    return lambda images: _apply_colour(resample(images, geometry, fill="reflect"), *colour)
+    geometric = _bind_ada_geometric(draws, p, height, width)
+    colour = ada_colour(draws, tf.convert_to_tensor(p, tf.float32))
+    return lambda images: _apply_colour(geometric(images), *colour)
 
 
 def _bind_ada_geometric(draws: Draws, p: Tensor | float, height: int, width: int) -> Transform:
